@@ -1,0 +1,3 @@
+//! Integration tests of strata-catalog, one binary (see CONVENTIONS.md).
+
+mod metastore;

@@ -1,0 +1,208 @@
+//! `strata`: one binary for a Strata lakehouse. Each subcommand parses its arguments, calls a
+//! library function, and prints the result; every feature is usable as a library too.
+
+mod output;
+mod sql;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use strata_catalog::Lakehouse;
+use strata_core::ErrorClass;
+
+/// Strata: land raw data without losing a record, refine it through bronze, silver and gold
+/// Delta Lake tables, and query it with SQL.
+///
+/// Start with `strata init my-lakehouse`, then `cd my-lakehouse` (or pass --lakehouse).
+#[derive(Parser)]
+#[command(name = "strata", version, about, long_about, max_term_width = 100)]
+struct Cli {
+    /// The lakehouse folder. Default: $STRATA_LAKEHOUSE, else the current folder or the
+    /// nearest parent holding a strata.toml.
+    #[arg(long, global = true, value_name = "DIR")]
+    lakehouse: Option<PathBuf>,
+
+    /// Output format: a human table, or json/csv for scripts.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a lakehouse: strata.toml, the metastore, and the schemas bronze, silver, gold,
+    /// quarantine and system.
+    Init {
+        /// The folder to create it in (made if missing). Default: the current folder.
+        dir: Option<PathBuf>,
+    },
+    /// Create, inspect, change and maintain tables.
+    #[command(subcommand)]
+    Table(table::TableCommand),
+    /// Create and list schemas (each bound to one layer).
+    #[command(subcommand)]
+    Schema(table::SchemaCommand),
+    /// Run SQL: a statement or script, or an interactive shell without one.
+    Sql(sql::SqlArgs),
+    /// Check that the metastore and the Delta logs agree; exits 1 when they do not.
+    Doctor {
+        /// Fix what the Delta logs can prove, and list what cannot be fixed.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Metastore maintenance.
+    #[command(subcommand)]
+    Metastore(MetastoreCommand),
+}
+
+#[derive(Subcommand)]
+enum MetastoreCommand {
+    /// Write a consistent copy of the metastore (the lakehouse key included) to FILE.
+    Backup {
+        /// Where to write the copy; must not exist.
+        file: PathBuf,
+    },
+}
+
+/// An error the CLI prints: one sentence, and the exit code scripts rely on.
+pub struct CliError {
+    pub message: String,
+    pub class: ErrorClass,
+    /// A mistake in how the command was called: exit code 2.
+    pub usage: bool,
+}
+
+impl<E: std::fmt::Display + Classify> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError {
+            class: e.class(),
+            message: e.to_string(),
+            usage: false,
+        }
+    }
+}
+
+pub trait Classify {
+    fn class(&self) -> ErrorClass;
+}
+
+macro_rules! classify {
+    ($($t:ty),*) => {
+        $(impl Classify for $t { fn class(&self) -> ErrorClass { <$t>::class(self) } })*
+    };
+}
+classify!(
+    strata_core::Error,
+    strata_table::Error,
+    strata_catalog::Error,
+    strata_sql::Error
+);
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// A named object is missing: exit code 1.
+pub fn not_found(message: impl Into<String>) -> CliError {
+    CliError {
+        message: message.into(),
+        class: ErrorClass::NotFound,
+        usage: false,
+    }
+}
+
+pub fn usage_error(message: impl Into<String>) -> CliError {
+    CliError {
+        message: message.into(),
+        class: ErrorClass::InvalidInput,
+        usage: true,
+    }
+}
+
+async fn open(cli_dir: &Option<PathBuf>) -> CliResult<Lakehouse> {
+    let dir = Lakehouse::discover(cli_dir.as_deref())?;
+    Ok(Lakehouse::open(&dir).await?)
+}
+
+async fn run(cli: Cli) -> CliResult<ExitCode> {
+    match cli.command {
+        Command::Init { dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+            let lh = Lakehouse::init(&dir).await?;
+            println!(
+                "created lakehouse {} (schemas bronze, silver, gold, quarantine, system)",
+                lh.root().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Table(cmd) => {
+            let lh = open(&cli.lakehouse).await?;
+            table::run_table(&lh, cmd, cli.format).await
+        }
+        Command::Schema(cmd) => {
+            let lh = open(&cli.lakehouse).await?;
+            table::run_schema(&lh, cmd, cli.format).await
+        }
+        Command::Sql(args) => {
+            let lh = open(&cli.lakehouse).await?;
+            sql::run(lh, args, cli.format).await
+        }
+        Command::Doctor { repair } => {
+            let lh = open(&cli.lakehouse).await?;
+            let report = lh.doctor(repair).await?;
+            output::print_doctor(&report, cli.format);
+            Ok(if report.unhealthy() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Metastore(MetastoreCommand::Backup { file }) => {
+            let lh = open(&cli.lakehouse).await?;
+            lh.metastore().backup(&file).await?;
+            println!("metastore copied to {}", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(match e.class {
+                _ if e.usage => 2,
+                ErrorClass::QualityGate => 3,
+                _ => 1,
+            })
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! End-to-end tests of the `strata` binary on real lakehouses in temp folders.
+
+mod cli;
+mod concurrency;
+mod doctor;
+mod interop;
+mod quickstart;
+mod timestamps;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn strata_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_strata"))
+}
+
+/// Runs `strata --lakehouse DIR args...`.
+pub fn strata(dir: &Path, args: &[&str]) -> Output {
+    Command::new(strata_bin())
+        .arg("--lakehouse")
+        .arg(dir)
+        .args(args)
+        .env_remove("STRATA_LAKEHOUSE")
+        .output()
+        .expect("strata runs")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs and requires success; returns stdout.
+pub fn ok(dir: &Path, args: &[&str]) -> String {
+    let o = strata(dir, args);
+    assert!(o.status.success(), "strata {args:?} failed: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// Runs and requires failure with exit code 1; returns stderr.
+pub fn fails(dir: &Path, args: &[&str]) -> String {
+    let o = strata(dir, args);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "strata {args:?} should fail: {}",
+        text(&o)
+    );
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// A new lakehouse in a temp folder.
+pub fn lakehouse() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lh");
+    let o = Command::new(strata_bin())
+        .arg("init")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    (tmp, dir)
+}
+
+/// Rows of a query as JSON objects.
+pub fn query(dir: &Path, sql: &str) -> Vec<serde_json::Value> {
+    let out = ok(dir, &["--format", "json", "sql", sql]);
+    let v: serde_json::Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v.as_array().cloned().unwrap_or_default()
+}
+
+/// The newest version of a table, read from its log folder.
+pub fn latest_version(table_dir: &Path) -> i64 {
+    std::fs::read_dir(table_dir.join("_delta_log"))
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.ok()?.file_name().to_string_lossy().to_string();
+            n.strip_suffix(".json")?.parse::<i64>().ok()
+        })
+        .max()
+        .unwrap()
+}
+
+/// The Python interpreter with deltalake and DuckDB that `./test.sh` installs.
+pub fn python() -> String {
+    std::env::var("STRATA_TEST_PYTHON").expect(
+        "STRATA_TEST_PYTHON is not set: run the tests with ./test.sh, which installs Python deltalake and DuckDB",
+    )
+}

@@ -1,0 +1,32 @@
+//! The README's quickstart runs, start to end, and shows what it promises.
+
+#[test]
+fn quickstart_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let o = std::process::Command::new("bash")
+        .arg(root.join("quickstart.sh"))
+        .arg(tmp.path().join("lh"))
+        .env_remove("STRATA_LAKEHOUSE")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for needle in [
+        "Grace Hopper",
+        "Barbara",
+        "update_postimage",
+        "MERGE",
+        "customers_by_country",
+        "ctas",
+    ] {
+        assert!(
+            out.contains(needle),
+            "quickstart output lacks {needle}: {out}"
+        );
+    }
+}

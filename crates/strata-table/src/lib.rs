@@ -1,0 +1,28 @@
+//! Strata's Delta Lake tables, on deltalake 1.1.
+//!
+//! Every function here is exactly one Delta commit (or none, when a transaction id says the
+//! write was already committed), so the versions a user sees are predictable:
+//!
+//! ```text
+//!  create  -> v0: protocol + metadata with every layer property
+//!  append / replace_where / merge / delete / update -> one commit each, optional `txn`
+//!  restore / optimize -> one maintenance commit, never a `txn`
+//!  vacuum -> deletes unreferenced files; records VACUUM START and END commits when it deletes
+//! ```
+//!
+//! Tables are plain Delta: Spark, DuckDB, Polars and delta-rs read what Strata writes.
+
+pub mod error;
+pub mod history;
+pub mod ops;
+pub mod props;
+pub mod session;
+
+pub use error::{Error, Result};
+pub use history::{Commit, history, version_at_timestamp};
+pub use ops::*;
+pub use props::TableRole;
+pub use session::default_session;
+
+pub use deltalake;
+pub use deltalake::DeltaTable;

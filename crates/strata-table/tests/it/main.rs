@@ -1,0 +1,3 @@
+//! Integration tests of strata-table on real Delta tables in temp folders.
+
+mod ops;
