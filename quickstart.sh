@@ -6,9 +6,14 @@
 #   ./quickstart.sh [DIR]
 set -euo pipefail
 cd "$(dirname "$0")"
-cargo build --quiet -p strata-cli
-strata="$(pwd)/${CARGO_TARGET_DIR:-target}/debug/strata"
-[ -x "$strata" ] || strata="${CARGO_TARGET_DIR}/debug/strata"
+if [ -n "${STRATA_BIN:-}" ]; then
+  strata="$STRATA_BIN"
+else
+  cargo build --quiet -p strata-cli
+  target="${CARGO_TARGET_DIR:-target}"
+  case "$target" in /*) ;; *) target="$(pwd)/$target" ;; esac
+  strata="$target/debug/strata"
+fi
 dir="${1:-$(mktemp -d)/lakehouse}"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

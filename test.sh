@@ -37,4 +37,5 @@ if [ -z "$STRATA_DUCKDB_DELTA" ]; then
 fi
 
 cargo build --quiet -p strata-cli
-cargo test --workspace "$@"
+if [ $# -eq 0 ]; then set -- --workspace; fi
+cargo test "$@"

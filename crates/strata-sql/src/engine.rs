@@ -8,6 +8,7 @@ use datafusion::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
 use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, TableReference};
@@ -68,12 +69,7 @@ pub struct SqlEngine {
 
 impl SqlEngine {
     pub fn new(lakehouse: Lakehouse) -> Self {
-        let config = strata_table::session::session_config()
-            .with_default_catalog_and_schema("lakehouse", "default")
-            .with_create_default_catalog_and_schema(false);
-        let base = SessionStateBuilder::new()
-            .with_config(config)
-            .with_default_features()
+        let base = SessionStateBuilder::new_from_existing(strata_table::session::session_state())
             .with_type_planner(Arc::new(StrataTypePlanner))
             .build();
         SqlEngine {
@@ -798,7 +794,7 @@ impl SqlEngine {
     }
 }
 
-fn df_err(e: datafusion::arrow::error::ArrowError) -> Error {
+fn df_err(e: ArrowError) -> Error {
     Error::from(datafusion::error::DataFusionError::from(e))
 }
 
@@ -806,7 +802,7 @@ fn df_err(e: datafusion::arrow::error::ArrowError) -> Error {
 pub(crate) fn parse_one(sql: &str) -> Result<DFStatement> {
     let sql = expand_merge_stars(sql)?;
     let dialect = StrataDialect::default();
-    let mut parser = DFParserBuilder::new(&sql)
+    let mut parser = DFParserBuilder::new(sql.as_str())
         .with_dialect(&dialect)
         .build()
         .map_err(|e| Error::InvalidInput(format!("SQL syntax error: {e}")))?;

@@ -226,7 +226,12 @@ impl SqlEngine {
                                 "INSERT ROW in MERGE is not supported".into(),
                             ));
                         };
-                        let row = v.rows.into_iter().next().unwrap_or_default();
+                        let row = v
+                            .rows
+                            .into_iter()
+                            .next()
+                            .map(|p| p.content)
+                            .unwrap_or_default();
                         let cols: Vec<String> = if ins.columns.is_empty() {
                             target_columns.clone()
                         } else {

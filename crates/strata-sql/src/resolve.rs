@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider, TableProvider,
@@ -206,13 +207,7 @@ impl SqlEngine {
                     table
                         .update_datafusion_session(&self.base)
                         .map_err(|e| strata_table::Error::delta(&tn.to_string(), e))?;
-                    Arc::new(
-                        table
-                            .table_provider()
-                            .build()
-                            .await
-                            .map_err(|e| strata_table::Error::delta(&tn.to_string(), e))?,
-                    )
+                    Arc::new(table.table_provider().build().await?)
                 }
             };
             self.register(&mut resolved, &tn, provider)?;
@@ -272,13 +267,7 @@ impl SqlEngine {
                 table
                     .update_datafusion_session(&self.base)
                     .map_err(|e| strata_table::Error::delta(&tn.to_string(), e))?;
-                let p: Arc<dyn TableProvider> = Arc::new(
-                    table
-                        .table_provider()
-                        .build()
-                        .await
-                        .map_err(|e| strata_table::Error::delta(&tn.to_string(), e))?,
-                );
+                let p: Arc<dyn TableProvider> = Arc::new(table.table_provider().build().await?);
                 if !resolved.tables.iter().any(|t| t.table_id == info.table_id) {
                     resolved.tables.push(info);
                 }
@@ -397,7 +386,7 @@ impl SqlEngine {
         }
         if table
             .snapshot()
-            .map(|s| !s.table_config().enable_change_data_feed())
+            .map(|s| !s.table_config().enable_change_data_feed.unwrap_or(false))
             .unwrap_or(true)
         {
             return Err(Error::InvalidInput(format!(
@@ -413,7 +402,56 @@ impl SqlEngine {
             .with_ending_version(end as u64);
         let provider = DeltaCdfTableProvider::try_new(cdf)
             .map_err(|e| strata_table::Error::delta(&tn.to_string(), e))?;
-        Ok((Arc::new(provider), info))
+        Ok((Arc::new(OnePartition(Arc::new(provider))), info))
+    }
+}
+
+/// A change-feed scan is a union of three parts (cdc files, adds, removes), often some empty
+/// with zero partitions; DataFusion 55 pushes a sort into each part and then rejects the empty
+/// one ("does not satisfy distribution requirements"). Empty parts become `EmptyExec`s.
+#[derive(Debug)]
+struct OnePartition(Arc<dyn TableProvider>);
+
+#[async_trait::async_trait]
+impl TableProvider for OnePartition {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        self.0.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::logical_expr::Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        let plan = self.0.scan(state, projection, filters, limit).await?;
+        // a leaf with no partitions (no files of that kind) becomes an empty one-partition scan
+        let plan = plan.transform_up(|node| {
+            if node.children().is_empty()
+                && node.properties().output_partitioning().partition_count() == 0
+            {
+                let empty: Arc<dyn datafusion::physical_plan::ExecutionPlan> = Arc::new(
+                    datafusion::physical_plan::empty::EmptyExec::new(node.schema()),
+                );
+                Ok(Transformed::yes(empty))
+            } else {
+                Ok(Transformed::no(node))
+            }
+        })?;
+        Ok(plan.data)
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&datafusion::logical_expr::Expr],
+    ) -> DFResult<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        self.0.supports_filters_pushdown(filters)
     }
 }
 
@@ -426,9 +464,7 @@ fn cdf_projection(schema: &datafusion::common::DFSchema) -> Vec<datafusion::logi
         .map(|(q, f)| {
             let c = Expr::Column(datafusion::common::Column::from((q, f)));
             match f.name().as_str() {
-                "_commit_version" => {
-                    cast(c, datafusion::arrow::datatypes::DataType::Int64).alias("_commit_version")
-                }
+                "_commit_version" => cast(c, DataType::Int64).alias("_commit_version"),
                 "_commit_timestamp" => {
                     cast(c, strata_core::types::timestamp_type()).alias("_commit_timestamp")
                 }
@@ -468,7 +504,8 @@ impl RelationPlanner for VersionPlanner {
                     let mut builder =
                         LogicalPlanBuilder::scan(reference, provider_as_source(p.clone()), None)?;
                     if args.is_some() {
-                        builder = builder.project(cdf_projection(builder.schema()))?;
+                        let schema = builder.schema().clone();
+                        builder = builder.project(cdf_projection(&schema))?;
                     }
                     let plan = builder.build()?;
                     return Ok(RelationPlanning::Planned(Box::new(PlannedRelation::new(

@@ -512,6 +512,16 @@ async fn update_table_changes_and_bumps_updated_at() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+
+    // touch only bumps updated_at, and only of a live table
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    store.touch_table(&t.table_id).await.unwrap();
+    let touched = store.get_table_by_id(&t.table_id).await.unwrap().unwrap();
+    assert!(touched.updated_at > same.updated_at);
+    assert_eq!(touched.properties, same.properties);
+    store.mark_dropped(&t.table_id).await.unwrap();
+    let err = store.touch_table(&t.table_id).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err:?}");
 }
 
 #[tokio::test]

@@ -301,7 +301,7 @@ fn sql_writes_obey_layer_rules() {
     );
     let bronze_dir = dir.join("lakehouse/bronze/raw");
     let err = fails(&dir, &["sql", "INSERT INTO bronze.raw VALUES (1, 'a')"]);
-    assert!(err.contains("only ingest writes"), "{err}");
+    assert!(err.contains("only ingestion writes"), "{err}");
     assert_eq!(latest_version(&bronze_dir), 0);
     let err = fails(
         &dir,

@@ -8,6 +8,7 @@ fn quickstart_runs() {
         .arg(root.join("quickstart.sh"))
         .arg(tmp.path().join("lh"))
         .env_remove("STRATA_LAKEHOUSE")
+        .env("STRATA_BIN", crate::strata_bin())
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout).to_string();
