@@ -334,12 +334,18 @@ impl Lakehouse {
         Ok((info, path, location, create))
     }
 
-    /// Undoes a failed create: no metastore row, no folder.
+    /// Undoes a failed create: no metastore row, no folder (nor the parents it made).
     async fn abort_create(&self, info: &TableInfo, path: &Path, err: Error) -> Error {
         if let Err(e) = self.metastore.abort_create_table(&info.table_id).await {
             tracing::warn!(table = %info.name, error = %e, "could not remove the creating row");
         }
         let _ = std::fs::remove_dir_all(path);
+        // the schema and catalog folders go too when nothing else is in them
+        for parent in path.ancestors().skip(1).take(2) {
+            if parent.starts_with(&self.root) && parent != self.root {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
         err
     }
 

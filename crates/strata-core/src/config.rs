@@ -8,7 +8,7 @@ use crate::error::Error;
 /// The file name of the configuration at the lakehouse root.
 pub const CONFIG_FILE: &str = "strata.toml";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub metastore: MetastoreConfig,
@@ -28,15 +28,6 @@ pub struct Limits {
     pub max_record_bytes: u64,
     pub max_columns: u32,
     pub max_nesting: u32,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            metastore: MetastoreConfig::default(),
-            limits: Limits::default(),
-        }
-    }
 }
 
 impl Default for MetastoreConfig {
