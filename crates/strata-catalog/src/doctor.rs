@@ -159,7 +159,7 @@ impl Lakehouse {
                     if repair {
                         let expected_id = read_delta_id(&expected).await;
                         if expected_id.is_some() && expected_id == info.delta_id {
-                            ms.set_location(&info.table_id, &dir_url(&expected)?.to_string())
+                            ms.set_location(&info.table_id, dir_url(&expected)?.as_ref())
                                 .await?;
                             p.repair = Some(format!(
                                 "its log at {} has the recorded id: location corrected",

@@ -388,8 +388,7 @@ impl Lakehouse {
             let table = self.open_delta(info).await?;
             strata_table::set_properties(table, &info.name.to_string(), delta).await?;
         }
-        Ok(self
-            .metastore
+        self.metastore
             .update_table(
                 &info.table_id,
                 crate::metastore::TableUpdate {
@@ -397,7 +396,7 @@ impl Lakehouse {
                     ..Default::default()
                 },
             )
-            .await?)
+            .await
     }
 
     /// Registers an existing Delta table (external: read-only, its files are never touched).
@@ -660,11 +659,12 @@ fn check_layer_properties(
                 return refuse("delta.enableExpiredLogCleanup = false");
             }
         }
-        Some(Layer::Silver | Layer::Gold) => {
-            if get("delta.enableChangeDataFeed").is_some_and(|v| v != "true") {
-                return refuse("delta.enableChangeDataFeed = true");
-            }
+        Some(Layer::Silver | Layer::Gold)
+            if get("delta.enableChangeDataFeed").is_some_and(|v| v != "true") =>
+        {
+            return refuse("delta.enableChangeDataFeed = true");
         }
+        Some(Layer::Silver | Layer::Gold) => {}
         None => {}
     }
     Ok(())
@@ -683,10 +683,10 @@ pub fn dir_url(path: &Path) -> Result<Url> {
 
 /// A user-given table location: a URL (`file://`, `s3://`, ...) or a local path.
 pub fn location_url(location: &str) -> Result<Url> {
-    if let Ok(u) = Url::parse(location) {
-        if u.scheme().len() > 1 {
-            return Ok(u);
-        }
+    if let Ok(u) = Url::parse(location)
+        && u.scheme().len() > 1
+    {
+        return Ok(u);
     }
     let path = Path::new(location);
     let abs = path

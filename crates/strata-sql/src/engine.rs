@@ -148,10 +148,10 @@ impl SqlEngine {
     /// A view's definition is its whole `CREATE VIEW` statement; its query is planned.
     pub(crate) async fn plan_query_text(&self, sql: &str, depth: usize) -> Result<LogicalPlan> {
         let mut stmt = parse_one(sql)?;
-        if let DFStatement::Statement(s) = &stmt {
-            if let SqlStatement::CreateView(cv) = s.as_ref() {
-                stmt = DFStatement::Statement(Box::new(SqlStatement::Query(cv.query.clone())));
-            }
+        if let DFStatement::Statement(s) = &stmt
+            && let SqlStatement::CreateView(cv) = s.as_ref()
+        {
+            stmt = DFStatement::Statement(Box::new(SqlStatement::Query(cv.query.clone())));
         }
         let (_, plan) = self.plan(&stmt, depth).await?;
         Ok(plan)
@@ -323,19 +323,18 @@ impl SqlEngine {
             return Ok(());
         };
         for s in sources.iter().filter(|s| &s.name != target) {
-            if let Some(sl) = s.layer {
-                if !layer.may_read(sl) {
-                    let why = if layer == Layer::Gold && sl == Layer::Bronze {
-                        "a gold table never reads bronze: refine the data into silver first"
-                            .to_string()
-                    } else {
-                        format!("a {layer} table may not read the {sl} layer")
-                    };
-                    return Err(Error::Refused(format!(
-                        "{target} ({layer}) cannot read {} ({sl}): {why}",
-                        s.name
-                    )));
-                }
+            if let Some(sl) = s.layer
+                && !layer.may_read(sl)
+            {
+                let why = if layer == Layer::Gold && sl == Layer::Bronze {
+                    "a gold table never reads bronze: refine the data into silver first".to_string()
+                } else {
+                    format!("a {layer} table may not read the {sl} layer")
+                };
+                return Err(Error::Refused(format!(
+                    "{target} ({layer}) cannot read {} ({sl}): {why}",
+                    s.name
+                )));
             }
         }
         Ok(())
@@ -861,8 +860,11 @@ fn filter_predicate(input: &LogicalPlan) -> Result<Option<Expr>> {
     }
 }
 
+/// Column assignments of an UPDATE: (column, new value).
+type Assignments = Vec<(String, Expr)>;
+
 /// The predicate and assignments of an UPDATE plan: `Projection(exprs, Filter(..))`.
-fn update_parts(input: &LogicalPlan) -> Result<(Option<Expr>, Vec<(String, Expr)>)> {
+fn update_parts(input: &LogicalPlan) -> Result<(Option<Expr>, Assignments)> {
     let LogicalPlan::Projection(p) = input else {
         return Err(Error::Unsupported(
             "this UPDATE shape is not supported".into(),
@@ -875,10 +877,10 @@ fn update_parts(input: &LogicalPlan) -> Result<(Option<Expr>, Vec<(String, Expr)
             Expr::Alias(a) => a.expr.as_ref(),
             e => e,
         };
-        if let Expr::Column(c) = inner {
-            if c.name == *field.name() {
-                continue;
-            }
+        if let Expr::Column(c) = inner
+            && c.name == *field.name()
+        {
+            continue;
         }
         assignments.push((field.name().clone(), unqualify(inner.clone())?));
     }

@@ -38,25 +38,24 @@ impl Error {
 impl From<DataFusionError> for Error {
     fn from(e: DataFusionError) -> Self {
         let root = e.find_root();
-        if let DataFusionError::SchemaError(err, _) = root {
-            if let SchemaError::FieldNotFound {
+        if let DataFusionError::SchemaError(err, _) = root
+            && let SchemaError::FieldNotFound {
                 field,
                 valid_fields,
             } = err.as_ref()
-            {
-                let wanted = &field.name;
-                let hint = valid_fields
-                    .iter()
-                    .find(|c| c.name.eq_ignore_ascii_case(wanted) && &c.name != wanted)
-                    .map(|c| {
-                        format!(
-                            "; the column is named {} (a mixed-case name is written quoted)",
-                            strata_core::types::quote_if_needed(&c.name)
-                        )
-                    })
-                    .unwrap_or_default();
-                return Error::InvalidInput(format!("column {wanted} does not exist{hint}"));
-            }
+        {
+            let wanted = &field.name;
+            let hint = valid_fields
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(wanted) && &c.name != wanted)
+                .map(|c| {
+                    format!(
+                        "; the column is named {} (a mixed-case name is written quoted)",
+                        strata_core::types::quote_if_needed(&c.name)
+                    )
+                })
+                .unwrap_or_default();
+            return Error::InvalidInput(format!("column {wanted} does not exist{hint}"));
         }
         let text = strata_table::error::strip_df_noise(&root.to_string());
         if text.starts_with("table") && text.contains("not found") {

@@ -49,15 +49,15 @@ fn split_alias(tf: &TableFactor) -> Result<(TableFactor, Option<String>)> {
 /// `alias.col`, since deltalake knows the two sides only by their aliases.
 fn realias(expr: &mut SqlExpr, names: &[(Vec<String>, String)]) {
     let _ = visit_expressions_mut(expr, |e| {
-        if let SqlExpr::CompoundIdentifier(ids) = e {
-            if ids.len() >= 3 {
-                let prefix: Vec<String> = ids[..ids.len() - 1].iter().map(ident_name).collect();
-                for (full, alias) in names {
-                    if full.ends_with(&prefix) {
-                        let col = ids.last().cloned().expect("non-empty");
-                        *ids = vec![Ident::with_quote('"', alias.clone()), col];
-                        break;
-                    }
+        if let SqlExpr::CompoundIdentifier(ids) = e
+            && ids.len() >= 3
+        {
+            let prefix: Vec<String> = ids[..ids.len() - 1].iter().map(ident_name).collect();
+            for (full, alias) in names {
+                if full.ends_with(&prefix) {
+                    let col = ids.last().cloned().expect("non-empty");
+                    *ids = vec![Ident::with_quote('"', alias.clone()), col];
+                    break;
                 }
             }
         }
@@ -117,12 +117,11 @@ impl SqlEngine {
 
         // the source, planned on its own: SELECT * FROM <source>
         let mut select = parse_one("SELECT * FROM strata_merge_source")?;
-        if let DFStatement::Statement(s) = &mut select {
-            if let SqlStatement::Query(q) = s.as_mut() {
-                if let SetExpr::Select(sel) = q.body.as_mut() {
-                    sel.from[0].relation = source_factor.clone();
-                }
-            }
+        if let DFStatement::Statement(s) = &mut select
+            && let SqlStatement::Query(q) = s.as_mut()
+            && let SetExpr::Select(sel) = q.body.as_mut()
+        {
+            sel.from[0].relation = source_factor.clone();
         }
         let state = self.state_for(resolved)?;
         let plan = state.statement_to_plan(select).await?;

@@ -80,14 +80,13 @@ impl Visitor for Collector {
             args,
             ..
         } = tf
+            && (version.is_some() || args.is_some())
         {
-            if version.is_some() || args.is_some() {
-                self.relations.push(Relation {
-                    name: name.clone(),
-                    version: version.clone(),
-                    args: args.clone(),
-                });
-            }
+            self.relations.push(Relation {
+                name: name.clone(),
+                version: version.clone(),
+                args: args.clone(),
+            });
         }
         ControlFlow::Continue(())
     }
@@ -493,27 +492,25 @@ impl RelationPlanner for VersionPlanner {
             alias,
             ..
         } = &relation
+            && let Some(key) = relation_key(name, version, args)
+            && let Some(p) = self.pinned.get(&key)
         {
-            if let Some(key) = relation_key(name, version, args) {
-                if let Some(p) = self.pinned.get(&key) {
-                    let reference = if args.is_some() {
-                        datafusion::common::TableReference::bare("table_changes")
-                    } else {
-                        ctx.object_name_to_table_reference(name.clone())?
-                    };
-                    let mut builder =
-                        LogicalPlanBuilder::scan(reference, provider_as_source(p.clone()), None)?;
-                    if args.is_some() {
-                        let schema = builder.schema().clone();
-                        builder = builder.project(cdf_projection(&schema))?;
-                    }
-                    let plan = builder.build()?;
-                    return Ok(RelationPlanning::Planned(Box::new(PlannedRelation::new(
-                        plan,
-                        alias.clone(),
-                    ))));
-                }
+            let reference = if args.is_some() {
+                datafusion::common::TableReference::bare("table_changes")
+            } else {
+                ctx.object_name_to_table_reference(name.clone())?
+            };
+            let mut builder =
+                LogicalPlanBuilder::scan(reference, provider_as_source(p.clone()), None)?;
+            if args.is_some() {
+                let schema = builder.schema().clone();
+                builder = builder.project(cdf_projection(&schema))?;
             }
+            let plan = builder.build()?;
+            return Ok(RelationPlanning::Planned(Box::new(PlannedRelation::new(
+                plan,
+                alias.clone(),
+            ))));
         }
         Ok(RelationPlanning::Original(Box::new(relation)))
     }

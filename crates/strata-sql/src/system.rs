@@ -56,7 +56,7 @@ impl SqlEngine {
             "tables" => self.system_tables().await?,
             "columns" => self.system_columns().await?,
             "lineage" => self.system_lineage().await?,
-            other => {
+            _ => {
                 return Err(Error::NotFound(format!(
                     "table {name} does not exist: the system tables are {}",
                     SYSTEM_TABLES
@@ -64,7 +64,6 @@ impl SqlEngine {
                         .map(|t| format!("system.{t}"))
                         .collect::<Vec<_>>()
                         .join(", ")
-                        + if other.is_empty() { "" } else { "" }
                 )));
             }
         };

@@ -81,11 +81,11 @@ pub async fn read_commit(table: &DeltaTable, version: i64) -> Result<Option<Comm
                 .get("inCommitTimestamp")
                 .and_then(Value::as_i64)
                 .or_else(|| info.get("timestamp").and_then(Value::as_i64));
-            if let Some(ms) = ts {
-                if let Some(t) = Utc.timestamp_millis_opt(ms).single() {
-                    commit.timestamp = t;
-                    have_ts = true;
-                }
+            if let Some(ms) = ts
+                && let Some(t) = Utc.timestamp_millis_opt(ms).single()
+            {
+                commit.timestamp = t;
+                have_ts = true;
             }
             commit.operation = info
                 .get("operation")
@@ -103,13 +103,13 @@ pub async fn read_commit(table: &DeltaTable, version: i64) -> Result<Option<Comm
                 .or_else(|| info.get("clientVersion"))
                 .and_then(Value::as_str)
                 .map(str::to_string);
-        } else if let Some(txn) = action.get("txn") {
-            if let (Some(app), Some(v)) = (
+        } else if let Some(txn) = action.get("txn")
+            && let (Some(app), Some(v)) = (
                 txn.get("appId").and_then(Value::as_str),
                 txn.get("version").and_then(Value::as_i64),
-            ) {
-                commit.txns.push((app.to_string(), v));
-            }
+            )
+        {
+            commit.txns.push((app.to_string(), v));
         }
     }
     if !have_ts {

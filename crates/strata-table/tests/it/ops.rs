@@ -201,8 +201,7 @@ async fn failed_writes_leave_the_previous_version() {
         &WriteOptions::default(),
     )
     .await
-    .err()
-    .expect("a row outside the predicate fails the replace");
+    .expect_err("a row outside the predicate fails the replace");
     let t = strata_table::open_table(&url, "t").await.unwrap();
     assert_eq!(strata_table::current_version(&t), 1, "{err}");
 
