@@ -36,6 +36,5 @@ if [ -z "$STRATA_DUCKDB_DELTA" ]; then
   exit 1
 fi
 
-cargo build --quiet -p strata-cli
 if [ $# -eq 0 ]; then set -- --workspace; fi
 cargo test "$@"

@@ -287,3 +287,70 @@ async fn bronze_is_append_only_and_history_reads_timestamps() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn append_widens_the_schema_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, t) = new_table(&dir, TableRole::Layer(Layer::Silver)).await;
+    let wider = SessionContext::new()
+        .sql("SELECT CAST(7 AS BIGINT) AS id, 'g' AS name, 'extra' AS note")
+        .await
+        .unwrap();
+    let err = strata_table::append(t, "t", wider.clone(), &WriteOptions::default())
+        .await
+        .err()
+        .expect("a new column without evolution is refused")
+        .to_string();
+    assert!(err.contains("note"), "{err}");
+    let t = strata_table::open_table(&url, "t").await.unwrap();
+    assert_eq!(strata_table::current_version(&t), 0);
+    let opts = WriteOptions {
+        evolve_schema: true,
+        ..Default::default()
+    };
+    let (t, o) = strata_table::append(t, "t", wider, &opts).await.unwrap();
+    assert_eq!(o.version, Some(1));
+    let schema = strata_table::arrow_schema(&t, "t").unwrap();
+    let note = schema.field_with_name("note").unwrap();
+    assert!(note.is_nullable());
+    assert_eq!(note.data_type(), &DataType::Utf8);
+    // older rows read the new column as NULL; a narrower frame still appends
+    let (_, o) = strata_table::append(t, "t", frame(&[8], &["h"]), &WriteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(o.version, Some(2));
+    assert_eq!(rows(&url).await, vec!["7|g", "8|h"]);
+}
+
+#[tokio::test]
+async fn a_time_between_commits_reads_the_older_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, mut t) = new_table(&dir, TableRole::Layer(Layer::Silver)).await;
+    for i in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        t = strata_table::append(t, "t", frame(&[i], &["x"]), &WriteOptions::default())
+            .await
+            .unwrap()
+            .0;
+    }
+    let t = strata_table::open_table(&url, "t").await.unwrap();
+    let mut h = strata_table::history(&t, None).await.unwrap();
+    h.reverse();
+    assert_eq!(h.iter().map(|c| c.version).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    for w in h.windows(2) {
+        assert!(w[0].timestamp < w[1].timestamp, "commit times increase");
+        let between = w[0].timestamp + (w[1].timestamp - w[0].timestamp) / 2;
+        let v = strata_table::version_at_timestamp(&t, between).await.unwrap();
+        assert_eq!(v, w[0].version, "a time between v{} and v{}", w[0].version, w[1].version);
+        assert_eq!(
+            strata_table::version_at_timestamp(&t, w[1].timestamp).await.unwrap(),
+            w[1].version
+        );
+    }
+    let err = strata_table::version_at_timestamp(&t, h[0].timestamp - chrono::Duration::milliseconds(1))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("before the first commit"), "{err}");
+}
