@@ -12,8 +12,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use strata_catalog::Lakehouse;
 use strata_core::ErrorClass;
 
-/// Strata: land raw data without losing a record, refine it through bronze, silver and gold
-/// Delta Lake tables, and query it with SQL.
+/// Strata: a lakehouse in one binary. Layered Delta Lake tables (bronze, silver, gold), a
+/// metastore of their names, owners, tags and lineage, and SQL with time travel and the change
+/// feed.
 ///
 /// Start with `strata init my-lakehouse`, then `cd my-lakehouse` (or pass --lakehouse).
 #[derive(Parser)]

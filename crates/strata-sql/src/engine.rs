@@ -481,18 +481,7 @@ impl SqlEngine {
             let opts = self.write_options(&state)?;
             let (info, version, rows) =
                 self.lakehouse.create_table_as(&tn, spec, df, &opts).await?;
-            for s in &sources {
-                self.lakehouse
-                    .metastore()
-                    .record_lineage(
-                        &s.name.to_string(),
-                        &info.name.to_string(),
-                        "ctas",
-                        None,
-                        None,
-                    )
-                    .await?;
-            }
+            self.record_lineage(&sources, &info.name, "ctas").await?;
             return Ok(Output::Status(format!(
                 "created table {tn} (version {version}) with {rows} rows"
             )));
@@ -588,19 +577,24 @@ impl SqlEngine {
             }
         }
         let info = self.lakehouse.create_view(&tn, &query, None).await?;
-        for s in &sources {
+        self.record_lineage(&sources, &info.name, "view").await?;
+        Ok(Output::Status(format!("created view {tn}")))
+    }
+
+    /// Records that `target` reads each of `sources` (by a CTAS or a view).
+    async fn record_lineage(
+        &self,
+        sources: &[TableInfo],
+        target: &TableName,
+        kind: &str,
+    ) -> Result<()> {
+        for s in sources.iter().filter(|s| &s.name != target) {
             self.lakehouse
                 .metastore()
-                .record_lineage(
-                    &s.name.to_string(),
-                    &info.name.to_string(),
-                    "view",
-                    None,
-                    None,
-                )
+                .record_lineage(&s.name.to_string(), &target.to_string(), kind, None, None)
                 .await?;
         }
-        Ok(Output::Status(format!("created view {tn}")))
+        Ok(())
     }
 
     async fn run_extension(&self, ext: Extension) -> Result<Output> {

@@ -8,8 +8,9 @@ use std::ops::ControlFlow;
 use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    AssignmentTarget, Expr as SqlExpr, Ident, Merge, MergeAction, MergeClauseKind, MergeInsertKind,
-    ObjectName, SetExpr, Statement as SqlStatement, TableFactor, visit_expressions_mut,
+    Assignment, AssignmentTarget, Expr as SqlExpr, Ident, Merge, MergeAction, MergeClauseKind,
+    MergeInsertKind, ObjectName, SetExpr, Statement as SqlStatement, TableFactor,
+    visit_expressions_mut,
 };
 use strata_catalog::Lakehouse;
 use strata_table::{MergeClause, MergeExpr, MergeSpec};
@@ -176,6 +177,19 @@ impl SqlEngine {
             }
         };
 
+        let assignments = |list: Vec<Assignment>| -> Result<Vec<(String, MergeExpr)>> {
+            let mut set = Vec::new();
+            for a in list {
+                let AssignmentTarget::ColumnName(n) = &a.target else {
+                    return Err(Error::Unsupported(
+                        "tuple assignments in MERGE are not supported".into(),
+                    ));
+                };
+                let col = name_parts(n).last().cloned().unwrap_or_default();
+                set.push((check_target_col(&col)?, sql(a.value, &names)));
+            }
+            Ok(set)
+        };
         let mut clauses = Vec::new();
         for clause in m.clauses {
             let predicate = clause.predicate.map(|p| sql(p, &names));
@@ -193,17 +207,7 @@ impl SqlEngine {
                     let set = if star {
                         all_from_source("UPDATE SET")?
                     } else {
-                        let mut set = Vec::new();
-                        for a in u.assignments {
-                            let AssignmentTarget::ColumnName(n) = &a.target else {
-                                return Err(Error::Unsupported(
-                                    "tuple assignments in MERGE are not supported".into(),
-                                ));
-                            };
-                            let col = name_parts(n).last().cloned().unwrap_or_default();
-                            set.push((check_target_col(&col)?, sql(a.value, &names)));
-                        }
-                        set
+                        assignments(u.assignments)?
                     };
                     MergeClause::MatchedUpdate { predicate, set }
                 }
@@ -260,16 +264,7 @@ impl SqlEngine {
                     MergeClause::NotMatchedInsert { predicate, values }
                 }
                 (MergeClauseKind::NotMatchedBySource, MergeAction::Update(u)) => {
-                    let mut set = Vec::new();
-                    for a in u.assignments {
-                        let AssignmentTarget::ColumnName(n) = &a.target else {
-                            return Err(Error::Unsupported(
-                                "tuple assignments in MERGE are not supported".into(),
-                            ));
-                        };
-                        let col = name_parts(n).last().cloned().unwrap_or_default();
-                        set.push((check_target_col(&col)?, sql(a.value, &names)));
-                    }
+                    let set = assignments(u.assignments)?;
                     MergeClause::NotMatchedBySourceUpdate { predicate, set }
                 }
                 (MergeClauseKind::NotMatchedBySource, MergeAction::Delete { .. }) => {

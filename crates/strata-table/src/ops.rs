@@ -644,57 +644,47 @@ pub async fn merge_with(
         .with_session_state(opts.session())
         .with_commit_properties(commit_properties(opts));
     let fail = |e| Error::delta(name, e);
+    // one WHEN clause: its optional predicate, then its (column, value) pairs
+    macro_rules! clause {
+        ($when:ident, $predicate:expr) => {
+            builder
+                .$when(|mut b| {
+                    if let Some(p) = &$predicate {
+                        b = with_expr!(b, predicate, p);
+                    }
+                    b
+                })
+                .map_err(fail)?
+        };
+        ($when:ident, $predicate:expr, $pairs:expr, $set:ident) => {
+            builder
+                .$when(|mut b| {
+                    if let Some(p) = &$predicate {
+                        b = with_expr!(b, predicate, p);
+                    }
+                    for (c, e) in &$pairs {
+                        b = with_expr!(b, $set, c, e);
+                    }
+                    b
+                })
+                .map_err(fail)?
+        };
+    }
     for clause in spec.clauses {
         builder = match clause {
-            MergeClause::MatchedUpdate { predicate, set } => builder
-                .when_matched_update(|mut u| {
-                    if let Some(p) = &predicate {
-                        u = with_expr!(u, predicate, p);
-                    }
-                    for (c, e) in &set {
-                        u = with_expr!(u, update, c, e);
-                    }
-                    u
-                })
-                .map_err(fail)?,
-            MergeClause::MatchedDelete { predicate } => builder
-                .when_matched_delete(|mut d| {
-                    if let Some(p) = &predicate {
-                        d = with_expr!(d, predicate, p);
-                    }
-                    d
-                })
-                .map_err(fail)?,
-            MergeClause::NotMatchedInsert { predicate, values } => builder
-                .when_not_matched_insert(|mut i| {
-                    if let Some(p) = &predicate {
-                        i = with_expr!(i, predicate, p);
-                    }
-                    for (c, e) in &values {
-                        i = with_expr!(i, set, c, e);
-                    }
-                    i
-                })
-                .map_err(fail)?,
-            MergeClause::NotMatchedBySourceUpdate { predicate, set } => builder
-                .when_not_matched_by_source_update(|mut u| {
-                    if let Some(p) = &predicate {
-                        u = with_expr!(u, predicate, p);
-                    }
-                    for (c, e) in &set {
-                        u = with_expr!(u, update, c, e);
-                    }
-                    u
-                })
-                .map_err(fail)?,
-            MergeClause::NotMatchedBySourceDelete { predicate } => builder
-                .when_not_matched_by_source_delete(|mut d| {
-                    if let Some(p) = &predicate {
-                        d = with_expr!(d, predicate, p);
-                    }
-                    d
-                })
-                .map_err(fail)?,
+            MergeClause::MatchedUpdate { predicate, set } => {
+                clause!(when_matched_update, predicate, set, update)
+            }
+            MergeClause::MatchedDelete { predicate } => clause!(when_matched_delete, predicate),
+            MergeClause::NotMatchedInsert { predicate, values } => {
+                clause!(when_not_matched_insert, predicate, values, set)
+            }
+            MergeClause::NotMatchedBySourceUpdate { predicate, set } => {
+                clause!(when_not_matched_by_source_update, predicate, set, update)
+            }
+            MergeClause::NotMatchedBySourceDelete { predicate } => {
+                clause!(when_not_matched_by_source_delete, predicate)
+            }
         };
     }
     match builder.await {

@@ -344,3 +344,39 @@ fn metastore_backup_is_a_consistent_copy() {
     assert!(s.lines().any(|l| l.trim() == "1"), "{s}");
     assert!(fails(&dir, &["metastore", "backup", copy.to_str().unwrap()]).contains("exists"));
 }
+
+/// `--help` is part of the interface: a change shows up here. Regenerate on purpose with
+/// `STRATA_UPDATE_GOLDEN=1`.
+#[test]
+fn help_text_matches_golden_files() {
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/golden");
+    for (args, file) in [
+        (vec!["--help"], "help.txt"),
+        (vec!["table", "--help"], "table_help.txt"),
+        (vec!["table", "create", "--help"], "table_create_help.txt"),
+        (vec!["sql", "--help"], "sql_help.txt"),
+    ] {
+        let o = std::process::Command::new(strata_bin())
+            .args(&args)
+            .env_remove("COLUMNS")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let got = String::from_utf8_lossy(&o.stdout).to_string();
+        let path = golden.join(file);
+        if std::env::var_os("STRATA_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+            panic!(
+                "missing {}: run with STRATA_UPDATE_GOLDEN=1",
+                path.display()
+            )
+        });
+        assert_eq!(
+            got, want,
+            "strata {args:?} changed; rerun with STRATA_UPDATE_GOLDEN=1 if on purpose"
+        );
+    }
+}

@@ -336,21 +336,33 @@ async fn a_time_between_commits_reads_the_older_one() {
     let t = strata_table::open_table(&url, "t").await.unwrap();
     let mut h = strata_table::history(&t, None).await.unwrap();
     h.reverse();
-    assert_eq!(h.iter().map(|c| c.version).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    assert_eq!(
+        h.iter().map(|c| c.version).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
     for w in h.windows(2) {
         assert!(w[0].timestamp < w[1].timestamp, "commit times increase");
         let between = w[0].timestamp + (w[1].timestamp - w[0].timestamp) / 2;
-        let v = strata_table::version_at_timestamp(&t, between).await.unwrap();
-        assert_eq!(v, w[0].version, "a time between v{} and v{}", w[0].version, w[1].version);
+        let v = strata_table::version_at_timestamp(&t, between)
+            .await
+            .unwrap();
         assert_eq!(
-            strata_table::version_at_timestamp(&t, w[1].timestamp).await.unwrap(),
+            v, w[0].version,
+            "a time between v{} and v{}",
+            w[0].version, w[1].version
+        );
+        assert_eq!(
+            strata_table::version_at_timestamp(&t, w[1].timestamp)
+                .await
+                .unwrap(),
             w[1].version
         );
     }
-    let err = strata_table::version_at_timestamp(&t, h[0].timestamp - chrono::Duration::milliseconds(1))
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let err =
+        strata_table::version_at_timestamp(&t, h[0].timestamp - chrono::Duration::milliseconds(1))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
     assert!(err.contains("before the first commit"), "{err}");
 }
