@@ -7,6 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# The metastore tests read the SQLite file with the sqlite3 shell.
+if ! command -v sqlite3 >/dev/null 2>&1; then
+  echo "test.sh: installing sqlite3" >&2
+  (apt-get update -qq && apt-get install -y -qq sqlite3) >/dev/null
+fi
+
 cache="${STRATA_CACHE:-$HOME/.cache/strata}"
 venv="$cache/venv"
 # Pinned versions of the third-party readers the interoperability tests use.

@@ -181,7 +181,13 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+                // dependencies log expected conditions (an empty folder before a table's first
+                // commit) at error level; by default only Strata's own warnings are shown
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(
+                        "off,strata_cli=warn,strata_catalog=warn,strata_sql=warn,strata_table=warn",
+                    )
+                }),
         )
         .with_writer(std::io::stderr)
         .init();
