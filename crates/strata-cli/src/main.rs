@@ -1,6 +1,15 @@
 //! `strata`: one binary for a Strata lakehouse. Each subcommand parses its arguments, calls a
 //! library function, and prints the result; every feature is usable as a library too.
 
+/// `println!` that does not panic when stdout is closed (`strata ... | head`): output is
+/// best effort, and the exit code still says how the command went.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod output;
 mod sql;
 mod table;
@@ -139,7 +148,7 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Init { dir } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from("."));
             let lh = Lakehouse::init(&dir).await?;
-            println!(
+            out!(
                 "created lakehouse {} (schemas bronze, silver, gold, quarantine, system)",
                 lh.root().display()
             );
@@ -170,7 +179,7 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Metastore(MetastoreCommand::Backup { file }) => {
             let lh = open(&cli.lakehouse).await?;
             lh.metastore().backup(&file).await?;
-            println!("metastore copied to {}", file.display());
+            out!("metastore copied to {}", file.display());
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -17,11 +17,11 @@ pub fn print_batches(schema: &SchemaRef, batches: &[RecordBatch], format: Format
                 batches.to_vec()
             };
             match datafusion::arrow::util::pretty::pretty_format_batches(&batches) {
-                Ok(t) => println!("{t}"),
+                Ok(t) => out!("{t}"),
                 Err(e) => eprintln!("error: cannot format the result: {e}"),
             }
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-            println!("({rows} row{})", if rows == 1 { "" } else { "s" });
+            out!("({rows} row{})", if rows == 1 { "" } else { "s" });
         }
         Format::Json => {
             let mut buf = Vec::new();
@@ -38,7 +38,7 @@ pub fn print_batches(schema: &SchemaRef, batches: &[RecordBatch], format: Format
             if buf.is_empty() {
                 buf.extend_from_slice(b"[]");
             }
-            println!("{}", String::from_utf8_lossy(&buf));
+            out!("{}", String::from_utf8_lossy(&buf));
         }
         Format::Csv => {
             let mut buf = Vec::new();
@@ -56,7 +56,10 @@ pub fn print_batches(schema: &SchemaRef, batches: &[RecordBatch], format: Format
                     }
                 }
             }
-            print!("{}", String::from_utf8_lossy(&buf));
+            {
+                use std::io::Write as _;
+                let _ = std::io::stdout().write_all(&buf);
+            }
         }
     }
 }
@@ -65,7 +68,7 @@ pub fn print_batches(schema: &SchemaRef, batches: &[RecordBatch], format: Format
 pub fn print_value<T: Serialize>(value: &T, format: Format) {
     let v = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+        Format::Json => out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
         Format::Csv => {
             let rows = match v {
                 serde_json::Value::Object(m) => m
@@ -98,7 +101,7 @@ pub fn print_value<T: Serialize>(value: &T, format: Format) {
                     t.add_row(vec![k, text]);
                 }
             }
-            println!("{t}");
+            out!("{t}");
         }
     }
 }
@@ -119,12 +122,12 @@ pub fn print_rows(headers: &[&str], rows: Vec<Vec<String>>, format: Format) {
                     )
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&arr).unwrap_or_default());
+            out!("{}", serde_json::to_string_pretty(&arr).unwrap_or_default());
         }
         Format::Csv => {
-            println!("{}", headers.join(","));
+            out!("{}", headers.join(","));
             for r in rows {
-                println!(
+                out!(
                     "{}",
                     r.iter()
                         .map(|v| if v.contains([',', '"', '\n']) {
@@ -145,37 +148,38 @@ pub fn print_rows(headers: &[&str], rows: Vec<Vec<String>>, format: Format) {
             for r in rows {
                 t.add_row(r);
             }
-            println!("{t}");
-            println!("({n} row{})", if n == 1 { "" } else { "s" });
+            out!("{t}");
+            out!("({n} row{})", if n == 1 { "" } else { "s" });
         }
     }
 }
 
 pub fn print_doctor(report: &DoctorReport, format: Format) {
     if format == Format::Json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(report).unwrap_or_default()
         );
         return;
     }
-    println!(
+    out!(
         "checked {} tables and {} Delta logs",
-        report.tables_checked, report.logs_found
+        report.tables_checked,
+        report.logs_found
     );
     if report.problems.is_empty() {
-        println!("ok: the metastore and the Delta logs agree");
+        out!("ok: the metastore and the Delta logs agree");
         return;
     }
     for p in &report.problems {
         let mark = if p.repaired { "fixed" } else { "PROBLEM" };
-        println!("{mark} [{}] {}", p.kind, p.detail);
+        out!("{mark} [{}] {}", p.kind, p.detail);
         if let Some(r) = &p.repair {
-            println!("    repair: {r}");
+            out!("    repair: {r}");
         }
     }
     let left = report.problems.iter().filter(|p| !p.repaired).count();
     if left > 0 {
-        println!("{left} problem(s) left; run `strata doctor --repair` to fix what the logs prove");
+        out!("{left} problem(s) left; run `strata doctor --repair` to fix what the logs prove");
     }
 }

@@ -38,9 +38,9 @@ fn print_output(out: &Output, format: Format) {
         Output::Rows { schema, batches } => print_batches(schema, batches, format),
         Output::Status(s) => {
             if format == Format::Json {
-                println!("{}", serde_json::json!({ "status": s }));
+                out!("{}", serde_json::json!({ "status": s }));
             } else {
-                println!("{s}");
+                out!("{s}");
             }
         }
     }
@@ -80,7 +80,7 @@ async fn shell(engine: &SqlEngine, format: Format) -> CliResult<ExitCode> {
         .join("_strata")
         .join("sql_history");
     let _ = rl.load_history(&history);
-    println!(
+    out!(
         "Strata SQL on {}. End statements with ';', leave with \\q or Ctrl-D.",
         engine.lakehouse().root().display()
     );

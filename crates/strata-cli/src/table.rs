@@ -187,7 +187,7 @@ pub async fn run_table(lh: &Lakehouse, cmd: TableCommand, format: Format) -> Cli
                 properties: parse_properties(&properties)?,
             };
             let (info, _) = lh.create_table(&tn, spec).await?;
-            println!(
+            out!(
                 "created table {} ({}, version 0) at {}",
                 info.name,
                 info.layer
@@ -199,7 +199,7 @@ pub async fn run_table(lh: &Lakehouse, cmd: TableCommand, format: Format) -> Cli
         TableCommand::Register { name, location } => {
             let tn = TableName::parse(&name)?;
             let info = lh.register_table(&tn, &location).await?;
-            println!(
+            out!(
                 "registered external table {} (read-only) at {}",
                 info.name,
                 info.location.unwrap_or_default()
@@ -323,7 +323,7 @@ pub async fn run_table(lh: &Lakehouse, cmd: TableCommand, format: Format) -> Cli
                     )
                     .await?;
             }
-            println!("updated {}", info.name);
+            out!("updated {}", info.name);
         }
         TableCommand::Tag(a) => {
             let info = lh.table(&TableName::parse(&a.name)?).await?;
@@ -333,7 +333,7 @@ pub async fn run_table(lh: &Lakehouse, cmd: TableCommand, format: Format) -> Cli
             lh.metastore()
                 .add_tag(&info.table_id, a.column.as_deref(), &a.tag)
                 .await?;
-            println!(
+            out!(
                 "tagged {}{} with {}",
                 info.name,
                 col_suffix(&a.column),
@@ -354,7 +354,7 @@ pub async fn run_table(lh: &Lakehouse, cmd: TableCommand, format: Format) -> Cli
                     a.tag
                 )));
             }
-            println!(
+            out!(
                 "removed tag {} from {}{}",
                 a.tag,
                 info.name,
@@ -375,7 +375,7 @@ pub async fn run_table(lh: &Lakehouse, cmd: TableCommand, format: Format) -> Cli
                 (None, None) => return Err(usage_error("give --version N or --timestamp TS")),
             };
             let (restored, new_version) = lh.restore_table(&tn, to, force).await?;
-            println!("restored {tn} to version {restored} (new version {new_version})");
+            out!("restored {tn} to version {restored} (new version {new_version})");
         }
         TableCommand::Optimize { name, zorder } => {
             let info = lh.table(&TableName::parse(&name)?).await?;
@@ -388,11 +388,13 @@ pub async fn run_table(lh: &Lakehouse, cmd: TableCommand, format: Format) -> Cli
             )
             .await?;
             match o.version {
-                Some(v) => println!(
+                Some(v) => out!(
                     "optimized {}: {} files into {} (version {v})",
-                    info.name, o.files_removed, o.files_added
+                    info.name,
+                    o.files_removed,
+                    o.files_added
                 ),
-                None => println!("optimized {}: nothing to compact", info.name),
+                None => out!("optimized {}: nothing to compact", info.name),
             }
         }
         TableCommand::Vacuum {
@@ -406,27 +408,28 @@ pub async fn run_table(lh: &Lakehouse, cmd: TableCommand, format: Format) -> Cli
             let (_, o) =
                 strata_table::vacuum(t, &info.name.to_string(), retain_hours, dry_run).await?;
             let verb = if o.dry_run { "would delete" } else { "deleted" };
-            println!("{verb} {} file(s) of {}", o.files.len(), info.name);
+            out!("{verb} {} file(s) of {}", o.files.len(), info.name);
             for f in &o.files {
-                println!("  {f}");
+                out!("  {f}");
             }
         }
         TableCommand::Drop { name, purge } => {
             let info = lh.drop_table(&TableName::parse(&name)?, purge).await?;
             if purge {
-                println!("dropped {} and deleted its files", info.name);
+                out!("dropped {} and deleted its files", info.name);
             } else if info.kind == strata_core::TableKind::Managed {
-                println!(
+                out!(
                     "dropped {} (its files are in the trash: `strata table undrop {}`)",
-                    info.name, info.name
+                    info.name,
+                    info.name
                 );
             } else {
-                println!("dropped {} (its files were not touched)", info.name);
+                out!("dropped {} (its files were not touched)", info.name);
             }
         }
         TableCommand::Undrop { name } => {
             let info = lh.undrop_table(&TableName::parse(&name)?).await?;
-            println!("brought back {}", info.name);
+            out!("brought back {}", info.name);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -468,7 +471,7 @@ pub async fn run_schema(lh: &Lakehouse, cmd: SchemaCommand, format: Format) -> C
         } => {
             let sn = SchemaName::parse(&name)?;
             lh.create_schema(&sn, layer, comment.as_deref()).await?;
-            println!("created schema {sn} ({layer})");
+            out!("created schema {sn} ({layer})");
         }
         SchemaCommand::List => {
             let rows = lh

@@ -451,10 +451,18 @@ impl SqlEngine {
             };
             let resolved = self.resolve(inner.as_ref(), 0).await?;
             let sources = resolved.tables.clone();
-            if role_layer == Some(Layer::Bronze) {
-                return Err(Error::Refused(format!(
-                    "table {tn} would be in the bronze layer, which only ingest writes"
-                )));
+            match role_layer {
+                Some(Layer::Bronze) => {
+                    return Err(Error::Refused(format!(
+                        "table {tn} would be in the bronze layer, which only ingestion writes"
+                    )));
+                }
+                None => {
+                    return Err(Error::Refused(format!(
+                        "table {tn} would be a quarantine table, which only Strata writes"
+                    )));
+                }
+                _ => {}
             }
             Self::check_reads(&tn, role_layer, &sources)?;
             let state = self.state_for(resolved)?;

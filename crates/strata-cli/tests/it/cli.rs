@@ -380,3 +380,32 @@ fn help_text_matches_golden_files() {
         );
     }
 }
+
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    let (_tmp, dir) = lakehouse();
+    ok(
+        &dir,
+        &["table", "create", "silver.t", "--columns", "id BIGINT"],
+    );
+    ok(
+        &dir,
+        &[
+            "sql",
+            "INSERT INTO silver.t SELECT * FROM unnest(range(0, 20000))",
+        ],
+    );
+    let mut child = std::process::Command::new(strata_bin())
+        .arg("--lakehouse")
+        .arg(&dir)
+        .args(["--format", "csv", "sql", "SELECT * FROM silver.t"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away, as `| head` does
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

@@ -298,8 +298,7 @@ async fn append_widens_the_schema_only_when_asked() {
         .unwrap();
     let err = strata_table::append(t, "t", wider.clone(), &WriteOptions::default())
         .await
-        .err()
-        .expect("a new column without evolution is refused")
+        .expect_err("a new column without evolution is refused")
         .to_string();
     assert!(err.contains("note"), "{err}");
     let t = strata_table::open_table(&url, "t").await.unwrap();
