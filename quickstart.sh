@@ -15,7 +15,11 @@ else
   strata="$target/debug/strata"
 fi
 dir="${1:-$(mktemp -d)/lakehouse}"
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+  step() { printf '\n== %s\n' "$*"; }
+fi
 
 step "create a lakehouse in $dir"
 "$strata" init "$dir"
