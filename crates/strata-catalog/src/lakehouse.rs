@@ -19,7 +19,7 @@ use strata_table::{CreateSpec, TableRole};
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::metastore::{Metastore, NewTable, SchemaInfo, TableInfo, TableState};
+use crate::metastore::{Metastore, NewTable, SchemaInfo, TableInfo};
 
 /// The folder under the root that holds Strata's own files.
 pub const STRATA_DIR: &str = "_strata";
@@ -618,12 +618,6 @@ impl Lakehouse {
 pub enum RestoreTarget {
     Version(i64),
     Timestamp(DateTime<Utc>),
-}
-
-impl TableInfo {
-    pub fn is_active(&self) -> bool {
-        self.state == TableState::Active
-    }
 }
 
 /// Refuses properties that would undo what a layer promises: bronze stays append-only with its

@@ -550,15 +550,14 @@ pub async fn replace_where(
             Ok((t, o))
         }
         Err(e) => {
+            // a row of the new data outside the predicate is one cause; say where, not why
             let err = match Error::delta(name, e) {
-                Error::Storage(m) | Error::InvalidInput(m)
-                    if m.contains("predicate") || m.contains("conform") =>
-                {
-                    Error::InvalidInput(format!(
-                        "replace of table {name} where {predicate}: the new data has rows outside \
-                         the predicate, so nothing was written ({m})"
-                    ))
-                }
+                Error::InvalidInput(m) => Error::InvalidInput(format!(
+                    "replace of table {name} where {predicate} wrote nothing: {m}"
+                )),
+                Error::Storage(m) => Error::Storage(format!(
+                    "replace of table {name} where {predicate} wrote nothing: {m}"
+                )),
                 other => other,
             };
             let o = settle_error(&location, name, opts, err).await?;
