@@ -25,6 +25,16 @@ step "create a lakehouse in $dir"
 "$strata" init "$dir"
 export STRATA_LAKEHOUSE="$dir"
 
+step "land raw events into bronze (sample data with seeded defects)"
+"$strata" generate events --rows 20000 --files 4 --seed 42 --out "$dir/landing/events"
+"$strata" ingest "$dir/landing/events" --into bronze.events
+"$strata" sql "SELECT event_type, count(*) AS events, count(_corrupt_record) AS corrupt,
+  count(_rescued_data) AS rescued FROM bronze.events GROUP BY event_type ORDER BY events DESC"
+
+step "ingest again: every file is in the ledger, nothing lands twice"
+"$strata" ingest "$dir/landing/events" --into bronze.events
+"$strata" ingest history bronze.events
+
 step "a silver table (version 0) and two writes (versions 1, 2)"
 "$strata" table create silver.customers \
   --columns "id BIGINT NOT NULL, name STRING, country STRING, updated_at TIMESTAMP" \

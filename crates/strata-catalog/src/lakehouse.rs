@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deltalake::DeltaTable;
+#[allow(unused_imports)]
+use object_store::{ObjectStore, ObjectStoreExt};
 use strata_core::config::CONFIG_FILE;
 use strata_core::{Config, Layer, SchemaKind, SchemaName, TableKind, TableName};
 use strata_table::{CreateSpec, TableRole};
@@ -608,9 +610,142 @@ impl Lakehouse {
             RestoreTarget::Timestamp(ts) => strata_table::version_at_timestamp(&table, ts).await?,
         };
         let t = strata_table::restore(table, &name.to_string(), version).await?;
+        // Batches landed after the restored version are gone from the table: a new ingest
+        // lands their files again (DECISIONS.md section 6).
+        let reverted = self
+            .metastore
+            .revert_batches_after(&info.table_id, version)
+            .await?;
+        if reverted > 0 {
+            tracing::info!(table = %name, batches = reverted, "ingest batches after the restored version reverted");
+        }
         self.metastore.touch_table(&info.table_id).await?;
         Ok((version, strata_table::current_version(&t)))
     }
+
+    /// Erases rows from a bronze table: the audited way rows leave bronze (DECISIONS.md
+    /// section 3). Three commits (lift `delta.appendOnly`, delete the rows, set it again),
+    /// then exactly the data files the delete removed are deleted, so the erased values are
+    /// gone from storage while every other file that time travel needs stays. Recorded in the
+    /// metastore with its reason.
+    pub async fn erase(&self, name: &TableName, predicate: &str, reason: &str) -> Result<Erasure> {
+        if reason.trim().is_empty() {
+            return Err(Error::InvalidInput(
+                "an erasure needs a reason (--reason), kept in the audit record".into(),
+            ));
+        }
+        let info = self.table(name).await?;
+        Self::check_writable(&info)?;
+        let full = name.to_string();
+        let table = self.open_delta(&info).await?;
+        let session = strata_table::default_session();
+        let schema = strata_table::arrow_schema(&table, &full)?;
+        let expr = strata_table::parse_predicate(&session, &schema, &full, predicate)?;
+        let append_only = info.layer == Some(Layer::Bronze);
+        let mut versions = Vec::new();
+        let set = |v: &str| HashMap::from([("delta.appendOnly".to_string(), v.to_string())]);
+        let table = if append_only {
+            let t = strata_table::set_properties(table, &full, set("false")).await?;
+            versions.push(strata_table::current_version(&t));
+            t
+        } else {
+            table
+        };
+        let deleted = strata_table::delete(table, &full, Some(expr), &Default::default()).await;
+        let (table, outcome) = match deleted {
+            Ok(x) => x,
+            Err(e) => {
+                if append_only {
+                    let t = self.open_delta(&info).await?;
+                    strata_table::set_properties(t, &full, set("true")).await?;
+                }
+                return Err(e.into());
+            }
+        };
+        let delete_version = outcome.version;
+        if let Some(v) = delete_version {
+            versions.push(v);
+        }
+        let table = if append_only {
+            let t = strata_table::set_properties(table, &full, set("true")).await?;
+            versions.push(strata_table::current_version(&t));
+            t
+        } else {
+            table
+        };
+        let mut files_deleted = 0u64;
+        if let Some(v) = delete_version
+            && let Some(commit) = strata_table::history::read_commit(&table, v).await?
+        {
+            let store = table.log_store().object_store(None);
+            for p in &commit.removed_paths {
+                let decoded = percent_decode(p);
+                let path = deltalake::Path::from(decoded.as_str());
+                match store.delete(&path).await {
+                    Ok(()) => files_deleted += 1,
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => {
+                        return Err(Error::Storage(format!(
+                            "erasure of {name}: rows deleted in version {v}, but data file {p}                              could not be deleted: {e}; delete it by hand"
+                        )));
+                    }
+                }
+            }
+        }
+        let erasure_id = uuid::Uuid::new_v4().to_string();
+        self.metastore
+            .record_erasure(
+                &erasure_id,
+                &info.table_id,
+                &full,
+                predicate,
+                reason,
+                outcome.rows,
+                files_deleted,
+                &versions,
+            )
+            .await?;
+        self.metastore.touch_table(&info.table_id).await?;
+        Ok(Erasure {
+            erasure_id,
+            rows_deleted: outcome.rows,
+            files_deleted,
+            versions,
+        })
+    }
+}
+
+/// What an erasure did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Erasure {
+    pub erasure_id: String,
+    pub rows_deleted: u64,
+    pub files_deleted: u64,
+    /// The commits: lift append-only, delete, set append-only again.
+    pub versions: Vec<i64>,
+}
+
+/// Delta log paths are URL-encoded.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(
+                std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                16,
+            )
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What `restore` goes back to.

@@ -47,7 +47,13 @@ use crate::error::{Error, Result};
 
 /// The metastore's schema migrations, oldest first: `(version, SQL)`. Versions only grow;
 /// a released migration is never edited, a change is a new entry.
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("metastore/migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("metastore/migrations/0001_init.sql")),
+    (2, include_str!("metastore/migrations/0002_ingest.sql")),
+];
+
+mod ledger;
+pub use ledger::{BatchInfo, FileRange, IngestRun, LeaseHolder, LedgerFileRow, RunCounts};
 
 const MAX_CONNECTIONS: u32 = 4;
 const HMAC_KEY_SETTING: &str = "hmac_key";

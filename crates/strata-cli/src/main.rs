@@ -10,6 +10,7 @@ macro_rules! out {
     }};
 }
 
+mod ingest;
 mod output;
 mod sql;
 mod table;
@@ -65,6 +66,11 @@ enum Command {
     Schema(table::SchemaCommand),
     /// Run SQL: a statement or script, or an interactive shell without one.
     Sql(sql::SqlArgs),
+    /// Land files into a bronze table, exactly once (see `strata ingest --help`).
+    #[command(long_about = None)]
+    Ingest(ingest::IngestArgs),
+    /// Write sample data (`strata generate events --out DIR`).
+    Generate(ingest::GenerateArgs),
     /// Check that the metastore and the Delta logs agree; exits 1 when they do not.
     Doctor {
         /// Fix what the Delta logs can prove, and list what cannot be fixed.
@@ -166,6 +172,11 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
             let lh = open(&cli.lakehouse).await?;
             sql::run(lh, args, cli.format).await
         }
+        Command::Ingest(args) => {
+            let lh = open(&cli.lakehouse).await?;
+            ingest::run(&lh, args, cli.format).await
+        }
+        Command::Generate(args) => ingest::generate(args, cli.format),
         Command::Doctor { repair } => {
             let lh = open(&cli.lakehouse).await?;
             let report = lh.doctor(repair).await?;

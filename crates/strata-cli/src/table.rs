@@ -87,6 +87,19 @@ pub enum TableCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Erase rows (for example a data subject's, under GDPR): the audited way rows leave a
+    /// bronze table. Deletes the rows in three commits (lift append-only, delete, set it
+    /// again), deletes exactly the data files that held them, and records who-what-why in
+    /// the metastore.
+    Erase {
+        name: String,
+        /// Which rows, as a SQL predicate over the table's columns, e.g. "user_id = 'u-42'".
+        #[arg(long = "where", value_name = "PREDICATE")]
+        predicate: String,
+        /// Why, kept in the audit record (required).
+        #[arg(long)]
+        reason: String,
+    },
     /// Compact small files, or Z-order them by columns.
     Optimize {
         name: String,
@@ -376,6 +389,25 @@ pub async fn run_table(lh: &Lakehouse, cmd: TableCommand, format: Format) -> Cli
             };
             let (restored, new_version) = lh.restore_table(&tn, to, force).await?;
             out!("restored {tn} to version {restored} (new version {new_version})");
+        }
+        TableCommand::Erase {
+            name,
+            predicate,
+            reason,
+        } => {
+            let tn = TableName::parse(&name)?;
+            let e = lh.erase(&tn, &predicate, &reason).await?;
+            if format == Format::Table {
+                out!(
+                    "erased {} row(s) from {tn}: versions {:?}, {} data file(s) deleted (erasure {})",
+                    e.rows_deleted,
+                    e.versions,
+                    e.files_deleted,
+                    e.erasure_id
+                );
+            } else {
+                crate::output::print_value(&e, format);
+            }
         }
         TableCommand::Optimize { name, zorder } => {
             let info = lh.table(&TableName::parse(&name)?).await?;

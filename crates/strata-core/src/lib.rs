@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod layer;
 pub mod name;
+pub mod quarantine;
 pub mod types;
 
 pub use config::Config;

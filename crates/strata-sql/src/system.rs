@@ -17,7 +17,13 @@ use strata_core::{TableKind, TableName};
 use crate::engine::SqlEngine;
 use crate::error::{Error, Result};
 
-pub(crate) const SYSTEM_TABLES: &[&str] = &["tables", "columns", "lineage"];
+pub(crate) const SYSTEM_TABLES: &[&str] = &[
+    "tables",
+    "columns",
+    "lineage",
+    "ingest_runs",
+    "ingest_files",
+];
 
 fn ts_array(values: impl IntoIterator<Item = Option<i64>>) -> ArrayRef {
     Arc::new(
@@ -56,6 +62,8 @@ impl SqlEngine {
             "tables" => self.system_tables().await?,
             "columns" => self.system_columns().await?,
             "lineage" => self.system_lineage().await?,
+            "ingest_runs" => self.system_ingest_runs().await?,
+            "ingest_files" => self.system_ingest_files().await?,
             _ => {
                 return Err(Error::NotFound(format!(
                     "table {name} does not exist: the system tables are {}",
@@ -213,6 +221,128 @@ impl SqlEngine {
             str_array(edges.iter().map(|e| e.flow.as_deref())),
             ts_array(edges.iter().map(|e| Some(e.first_seen.timestamp_micros()))),
             ts_array(edges.iter().map(|e| Some(e.last_seen.timestamp_micros()))),
+        ];
+        Ok(RecordBatch::try_new(schema, cols).map_err(datafusion::error::DataFusionError::from)?)
+    }
+
+    async fn system_ingest_runs(&self) -> Result<RecordBatch> {
+        let runs = self.lakehouse.metastore().ingest_runs(None, None).await?;
+        let count = |n: &str| Field::new(n, DataType::Int64, false);
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("run_id", DataType::Utf8, false),
+            Field::new("table", DataType::Utf8, false),
+            Field::new("source", DataType::Utf8, false),
+            Field::new("status", DataType::Utf8, false),
+            Field::new("started_at", timestamp_type(), false),
+            Field::new("finished_at", timestamp_type(), true),
+            count("files_seen"),
+            count("files_skipped"),
+            count("files_landed"),
+            count("duplicate_content_files"),
+            count("records_read"),
+            count("records_landed"),
+            count("records_rescued"),
+            count("records_corrupt"),
+            count("records_quarantined"),
+            count("bytes_read"),
+            Field::new("first_version", DataType::Int64, true),
+            Field::new("last_version", DataType::Int64, true),
+            Field::new("samples", DataType::Utf8, false),
+            Field::new("error", DataType::Utf8, true),
+        ]));
+        let n = |f: &dyn Fn(&strata_catalog::metastore::RunCounts) -> u64| -> ArrayRef {
+            Arc::new(Int64Array::from(
+                runs.iter()
+                    .map(|r| i64::try_from(f(&r.counts)).unwrap_or(i64::MAX))
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        let cols: Vec<ArrayRef> = vec![
+            str_array(runs.iter().map(|r| Some(&r.run_id))),
+            str_array(runs.iter().map(|r| Some(&r.table_name))),
+            str_array(runs.iter().map(|r| Some(&r.source))),
+            str_array(runs.iter().map(|r| Some(&r.status))),
+            ts_array(runs.iter().map(|r| Some(r.started_at.timestamp_micros()))),
+            ts_array(
+                runs.iter()
+                    .map(|r| r.finished_at.map(|t| t.timestamp_micros())),
+            ),
+            n(&|c| c.files_seen),
+            n(&|c| c.files_skipped),
+            n(&|c| c.files_landed),
+            n(&|c| c.duplicate_content_files),
+            n(&|c| c.records_read),
+            n(&|c| c.records_landed),
+            n(&|c| c.records_rescued),
+            n(&|c| c.records_corrupt),
+            n(&|c| c.records_quarantined),
+            n(&|c| c.bytes_read),
+            Arc::new(Int64Array::from(
+                runs.iter().map(|r| r.first_version).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                runs.iter().map(|r| r.last_version).collect::<Vec<_>>(),
+            )),
+            str_array(runs.iter().map(|r| Some(r.samples.to_string()))),
+            str_array(runs.iter().map(|r| r.error.as_deref())),
+        ];
+        Ok(RecordBatch::try_new(schema, cols).map_err(datafusion::error::DataFusionError::from)?)
+    }
+
+    async fn system_ingest_files(&self) -> Result<RecordBatch> {
+        let files = self.lakehouse.metastore().ingest_files(None).await?;
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("table", DataType::Utf8, false),
+            Field::new("file_uri", DataType::Utf8, false),
+            Field::new("size", DataType::Int64, false),
+            Field::new("modified_at", timestamp_type(), false),
+            Field::new("content_hash", DataType::Utf8, true),
+            Field::new("batch_id", DataType::Int64, false),
+            Field::new("run_id", DataType::Utf8, false),
+            Field::new("version", DataType::Int64, true),
+            Field::new("first_record", DataType::Int64, false),
+            Field::new("records", DataType::Int64, false),
+            Field::new("status", DataType::Utf8, false),
+            Field::new("landed_at", timestamp_type(), true),
+        ]));
+        let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let cols: Vec<ArrayRef> = vec![
+            str_array(files.iter().map(|f| Some(&f.table_name))),
+            str_array(files.iter().map(|f| Some(&f.range.file_uri))),
+            Arc::new(Int64Array::from(
+                files.iter().map(|f| big(f.range.size)).collect::<Vec<_>>(),
+            )),
+            ts_array(
+                files
+                    .iter()
+                    .map(|f| Some(f.range.modified_at.timestamp_micros())),
+            ),
+            str_array(files.iter().map(|f| f.range.content_hash.as_deref())),
+            Arc::new(Int64Array::from(
+                files.iter().map(|f| f.range.batch_id).collect::<Vec<_>>(),
+            )),
+            str_array(files.iter().map(|f| Some(&f.range.run_id))),
+            Arc::new(Int64Array::from(
+                files.iter().map(|f| f.version).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                files
+                    .iter()
+                    .map(|f| big(f.range.first_record))
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                files
+                    .iter()
+                    .map(|f| big(f.range.records))
+                    .collect::<Vec<_>>(),
+            )),
+            str_array(files.iter().map(|f| Some(&f.range.status))),
+            ts_array(
+                files
+                    .iter()
+                    .map(|f| f.range.landed_at.map(|t| t.timestamp_micros())),
+            ),
         ];
         Ok(RecordBatch::try_new(schema, cols).map_err(datafusion::error::DataFusionError::from)?)
     }

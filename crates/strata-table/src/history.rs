@@ -23,6 +23,10 @@ pub struct Commit {
     /// Application transactions (`txn` actions) carried by the commit: (app id, version).
     pub txns: Vec<(String, i64)>,
     pub engine: Option<String>,
+    /// Records added with `dataChange` (from the add actions' statistics).
+    pub added_records: u64,
+    /// Paths of the data files the commit removed.
+    pub removed_paths: Vec<String>,
 }
 
 /// The commit versions whose JSON files are still in the log, ascending.
@@ -64,6 +68,8 @@ pub async fn read_commit(table: &DeltaTable, version: i64) -> Result<Option<Comm
         metrics: Map::new(),
         txns: Vec::new(),
         engine: None,
+        added_records: 0,
+        removed_paths: Vec::new(),
     };
     let mut have_ts = false;
     for line in bytes.split(|b| *b == b'\n') {
@@ -110,6 +116,21 @@ pub async fn read_commit(table: &DeltaTable, version: i64) -> Result<Option<Comm
             )
         {
             commit.txns.push((app.to_string(), v));
+        } else if let Some(add) = action.get("add") {
+            if add.get("dataChange").and_then(Value::as_bool) != Some(false) {
+                commit.added_records += add
+                    .get("stats")
+                    .and_then(Value::as_str)
+                    .and_then(|s| serde_json::from_str::<Value>(s).ok())
+                    .and_then(|s| s.get("numRecords").and_then(Value::as_u64))
+                    .unwrap_or(0);
+            }
+        } else if let Some(path) = action
+            .get("remove")
+            .and_then(|r| r.get("path"))
+            .and_then(Value::as_str)
+        {
+            commit.removed_paths.push(path.to_string());
         }
     }
     if !have_ts {

@@ -17,12 +17,14 @@ pub mod history;
 pub mod ops;
 pub mod props;
 pub mod session;
+pub mod stream;
 
 pub use error::{Error, Result};
 pub use history::{Commit, history, version_at_timestamp};
 pub use ops::*;
 pub use props::TableRole;
 pub use session::default_session;
+pub use stream::{FileWriter, add_records, commit_adds, table_schema, txn_version};
 
 pub use deltalake;
 pub use deltalake::DeltaTable;

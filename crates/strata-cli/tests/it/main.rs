@@ -3,6 +3,8 @@
 mod cli;
 mod concurrency;
 mod doctor;
+mod ingest;
+mod ingest_crash;
 mod interop;
 mod quickstart;
 mod timestamps;

@@ -24,6 +24,9 @@ fn quickstart_runs() {
         "MERGE",
         "customers_by_country",
         "ctas",
+        "records: 20000 read, 20000 landed",
+        "0 batch(es), no new version",
+        "page_view",
     ] {
         assert!(
             out.contains(needle),
