@@ -68,7 +68,7 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Land files into a bronze table, exactly once (see `strata ingest --help`).
     #[command(long_about = None)]
-    Ingest(ingest::IngestArgs),
+    Ingest(Box<ingest::IngestArgs>),
     /// Write sample data (`strata generate events --out DIR`).
     Generate(ingest::GenerateArgs),
     /// Check that the metastore and the Delta logs agree; exits 1 when they do not.
@@ -174,7 +174,7 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
         }
         Command::Ingest(args) => {
             let lh = open(&cli.lakehouse).await?;
-            ingest::run(&lh, args, cli.format).await
+            ingest::run(&lh, *args, cli.format).await
         }
         Command::Generate(args) => ingest::generate(args, cli.format),
         Command::Doctor { repair } => {

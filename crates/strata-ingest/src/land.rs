@@ -859,7 +859,7 @@ impl Run {
     }
 
     fn csv_options(&self, file: &SourceFile, valid_utf8: Option<bool>) -> CsvOptions {
-        let mut o = self.opts.csv.clone();
+        let mut o = self.opts.csv;
         o.delimiter = self
             .opts
             .delimiter

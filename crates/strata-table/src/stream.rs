@@ -160,7 +160,7 @@ pub async fn commit_adds(
             Ok(Some(version))
         }
         Err(e) => {
-            let err = Error::delta(name, e.into());
+            let err = Error::delta(name, e);
             // A concurrent writer holding the same transaction won: the work is done.
             if let (Some(t), Error::Conflict(_)) = (txn, &err) {
                 table

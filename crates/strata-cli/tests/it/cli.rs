@@ -356,7 +356,10 @@ fn help_text_matches_golden_files() {
         (vec!["table", "create", "--help"], "table_create_help.txt"),
         (vec!["sql", "--help"], "sql_help.txt"),
         (vec!["ingest", "--help"], "ingest_help.txt"),
-        (vec!["generate", "events", "--help"], "generate_events_help.txt"),
+        (
+            vec!["generate", "events", "--help"],
+            "generate_events_help.txt",
+        ),
     ] {
         let o = std::process::Command::new(strata_bin())
             .args(&args)

@@ -102,7 +102,10 @@ fn killed_ingests_land_every_record_exactly_once() {
             let out = child.wait_with_output().unwrap();
             let status = out.status;
             let err = String::from_utf8_lossy(&out.stderr);
-            assert!(status.success() || err.contains("failpoint"), "round {round}: {err}");
+            assert!(
+                status.success() || err.contains("failpoint"),
+                "round {round}: {err}"
+            );
             if status.success() {
                 finished_early += 1;
             } else {
@@ -133,7 +136,10 @@ fn killed_ingests_land_every_record_exactly_once() {
                 String::from_utf8_lossy(&out.stderr)
             );
             if finished_early == 0 {
-                println!("round {round} finished: {}", String::from_utf8_lossy(&out.stdout));
+                println!(
+                    "round {round} finished: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
             }
             finished_early += 1;
             continue;
