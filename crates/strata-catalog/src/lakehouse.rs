@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deltalake::DeltaTable;
-#[allow(unused_imports)]
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStoreExt;
 use strata_core::config::CONFIG_FILE;
 use strata_core::{Config, Layer, SchemaKind, SchemaName, TableKind, TableName};
 use strata_table::{CreateSpec, TableRole};
@@ -625,9 +624,11 @@ impl Lakehouse {
 
     /// Erases rows from a bronze table: the audited way rows leave bronze (DECISIONS.md
     /// section 3). Three commits (lift `delta.appendOnly`, delete the rows, set it again),
-    /// then exactly the data files the delete removed are deleted, so the erased values are
-    /// gone from storage while every other file that time travel needs stays. Recorded in the
-    /// metastore with its reason.
+    /// then exactly the data files the delete removed, and the change-data files it wrote (they
+    /// hold the erased rows as deletes), are deleted: the erased values are gone from storage
+    /// while every other file that time travel needs stays. Time travel to a version before the
+    /// erasure, and the change feed of the delete's version, then fail for lack of those files.
+    /// Recorded in the metastore with its reason.
     pub async fn erase(&self, name: &TableName, predicate: &str, reason: &str) -> Result<Erasure> {
         if reason.trim().is_empty() {
             return Err(Error::InvalidInput(
@@ -678,9 +679,12 @@ impl Lakehouse {
             && let Some(commit) = strata_table::history::read_commit(&table, v).await?
         {
             let store = table.log_store().object_store(None);
-            for p in &commit.removed_paths {
-                let decoded = percent_decode(p);
-                let path = deltalake::Path::from(decoded.as_str());
+            // The delete's change-data files hold the erased rows too.
+            for p in commit.removed_paths.iter().chain(&commit.cdc_paths) {
+                // Delta log paths are URL-encoded.
+                let path = deltalake::Path::from_url_path(p).map_err(|e| {
+                    Error::Storage(format!("erasure of {name}: bad data file path {p}: {e}"))
+                })?;
                 match store.delete(&path).await {
                     Ok(()) => files_deleted += 1,
                     Err(object_store::Error::NotFound { .. }) => {}
@@ -723,29 +727,6 @@ pub struct Erasure {
     pub files_deleted: u64,
     /// The commits: lift append-only, delete, set append-only again.
     pub versions: Vec<i64>,
-}
-
-/// Delta log paths are URL-encoded.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(
-                std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                16,
-            )
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What `restore` goes back to.

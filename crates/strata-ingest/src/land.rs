@@ -329,31 +329,25 @@ pub async fn ingest(
     };
     match result {
         Ok(()) => Ok(report),
-        Err(e) => Err(RunFailed::wrap(e, report)),
+        Err(e) => Err(with_run_context(e, &report)),
     }
 }
 
-/// A failed run still has numbers to show: the error carries them in its message context.
-struct RunFailed;
-
-impl RunFailed {
-    fn wrap(e: Error, report: IngestReport) -> Error {
-        let landed = report.counts.records_landed;
-        if report.batches == 0 {
-            return e;
-        }
-        let suffix = format!(
-            " ({} batch(es) with {landed} record(s) landed before the failure stay committed; \
-             run {})",
-            report.batches, report.run_id
-        );
-        match e {
-            Error::Refused(m) => Error::Refused(m + &suffix),
-            Error::Io(m) => Error::Io(m + &suffix),
-            Error::Conflict(m) => Error::Conflict(m + &suffix),
-            Error::Cancelled(m) => Error::Cancelled(m + &suffix),
-            other => other,
-        }
+/// A failed run's error, with what its earlier batches landed (they stay committed).
+fn with_run_context(e: Error, report: &IngestReport) -> Error {
+    if report.batches == 0 {
+        return e;
+    }
+    let suffix = format!(
+        " ({} batch(es) with {} record(s) landed before the failure stay committed; run {})",
+        report.batches, report.counts.records_landed, report.run_id
+    );
+    match e {
+        Error::Refused(m) => Error::Refused(m + &suffix),
+        Error::Io(m) => Error::Io(m + &suffix),
+        Error::Conflict(m) => Error::Conflict(m + &suffix),
+        Error::Cancelled(m) => Error::Cancelled(m + &suffix),
+        other => other,
     }
 }
 
@@ -600,7 +594,7 @@ impl Run {
                 self.block_on(ms.delete_pending_batch(&self.info.table_id, batch.batch_id))?;
             } else {
                 tracing::info!(table = %self.name, batch = batch.batch_id, "landing again a batch a stopped run left uncommitted");
-                self.reland(batch.batch_id, ranges)?;
+                self.reland(batch.batch_id)?;
             }
         }
         Ok(())
@@ -666,13 +660,12 @@ impl Run {
         while self.cursor < self.files.len() {
             let file = self.files[self.cursor].clone();
             self.cursor += 1;
-            if let Some(settle) = self.opts.settle {
-                let age = Utc::now() - file.modified_at;
-                if age.to_std().unwrap_or_default() < settle {
-                    // still being written: a later cycle takes it
-                    self.counts.files_seen = self.counts.files_seen.saturating_sub(1);
-                    continue;
-                }
+            if let Some(settle) = self.opts.settle
+                && !settled(file.modified_at, settle)
+            {
+                // still being written: a later cycle takes it
+                self.counts.files_seen = self.counts.files_seen.saturating_sub(1);
+                continue;
             }
             let first_time = self.seen_in_run.insert(file.uri.clone());
             match self.plan(&file)? {
@@ -816,8 +809,7 @@ impl Run {
     }
 
     fn scan(&self, file: &SourceFile, format: InputFormat, want_hash: bool) -> Result<Scan> {
-        let raw = HashingReader::new(self.raw_reader(file));
-        let mut hashing = raw;
+        let mut hashing = HashingReader::new(self.raw_reader(file));
         let result = {
             let stream = decompress(&mut hashing, file.compression);
             match stream {
@@ -1319,11 +1311,11 @@ impl Run {
         Ok(v)
     }
 
-    /// Lands exactly the ranges a dead writer recorded for `batch` but did not commit.
-    fn reland(&mut self, batch: i64, _ranges: Vec<FileRange>) -> Result<()> {
-        // Nothing of it reached the target; drop it and let the ranges be landed again in
-        // order: the same files from the same records, so a quarantine commit that already
-        // holds this batch's txn is recognised and not written twice.
+    /// Forgets a batch a dead writer recorded but did not commit to the target: this run plans
+    /// its files again from the ledger and allocates the same number, so a quarantine commit
+    /// that already holds the batch's txn is not written twice (ADR 002: the recorded ranges
+    /// are not replayed exactly).
+    fn reland(&mut self, batch: i64) -> Result<()> {
         let ms = self.lh.metastore().clone();
         self.block_on(ms.delete_pending_batch(&self.info.table_id, batch))?;
         if let Some((info, table)) = self.quarantine_if_exists()? {
@@ -1380,8 +1372,9 @@ fn dedup<'a>(names: &[&'a str]) -> Vec<&'a str> {
     names.iter().copied().filter(|n| seen.insert(*n)).collect()
 }
 
-/// The last modification time at which a file counts as settled.
-pub fn settled(modified_at: DateTime<Utc>, settle: Duration) -> bool {
+/// Whether a file has not been modified for `settle` (`--watch` leaves younger files for a
+/// later cycle).
+fn settled(modified_at: DateTime<Utc>, settle: Duration) -> bool {
     (Utc::now() - modified_at).to_std().unwrap_or_default() >= settle
 }
 

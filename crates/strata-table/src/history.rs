@@ -27,6 +27,8 @@ pub struct Commit {
     pub added_records: u64,
     /// Paths of the data files the commit removed.
     pub removed_paths: Vec<String>,
+    /// Paths of the change-data files the commit wrote (the change feed's rows).
+    pub cdc_paths: Vec<String>,
 }
 
 /// The commit versions whose JSON files are still in the log, ascending.
@@ -70,6 +72,7 @@ pub async fn read_commit(table: &DeltaTable, version: i64) -> Result<Option<Comm
         engine: None,
         added_records: 0,
         removed_paths: Vec::new(),
+        cdc_paths: Vec::new(),
     };
     let mut have_ts = false;
     for line in bytes.split(|b| *b == b'\n') {
@@ -131,6 +134,12 @@ pub async fn read_commit(table: &DeltaTable, version: i64) -> Result<Option<Comm
             .and_then(Value::as_str)
         {
             commit.removed_paths.push(path.to_string());
+        } else if let Some(path) = action
+            .get("cdc")
+            .and_then(|r| r.get("path"))
+            .and_then(Value::as_str)
+        {
+            commit.cdc_paths.push(path.to_string());
         }
     }
     if !have_ts {
