@@ -27,15 +27,17 @@ impl crate::Classify for strata_ingest::Error {
 ///
 /// SOURCE is a file, a folder (read recursively; names starting with `_` or `.` are skipped)
 /// or a glob such as 'landing/*.ndjson.gz'. Formats: NDJSON (.ndjson, .jsonl), JSON (.json: an
-/// array or a sequence of objects), CSV (.csv, .tsv), Parquet and Avro; .gz and .zst files are
-/// decompressed. The table is created in bronze on first ingest. Values land as their literal
-/// text; fields that do not fit go to _rescued_data; records that do not parse land as corrupt
+/// array or a sequence of objects), CSV (.csv, .tsv), Parquet (.parquet) and Avro (.avro); .gz
+/// and .zst files are decompressed. The table is created in bronze on first ingest. JSON and CSV
+/// values land as their literal text (typed with --infer-types), Parquet and Avro values with
+/// their own types; fields that do not fit go to _rescued_data; records that do not parse land as corrupt
 /// rows (or in quarantine.TABLE with --corrupt quarantine). Re-running the same command lands
 /// nothing twice: every file is in the ingestion ledger.
 ///
 /// Examples:
 ///   strata ingest landing/events/ --into bronze.events
 ///   strata ingest 'exports/*.csv' --into bronze.orders --delimiter ';' --mode rescue
+///   strata ingest landing/trips/ --into bronze.trips --input-format parquet
 ///   strata ingest landing/ --into bronze.events --watch --interval 10s
 ///   strata ingest history bronze.events
 #[derive(Args)]
@@ -118,6 +120,12 @@ struct RunArgs {
     /// 256MB.
     #[arg(long, value_name = "SIZE", default_value = "256MB")]
     max_bytes: String,
+
+    /// JSON and CSV: give new columns the type their first values fit (BIGINT, DOUBLE,
+    /// BOOLEAN, DATE, TIMESTAMP, else STRING) instead of STRING. A later value that does not
+    /// fit lands in _rescued_data. Parquet and Avro always keep their own types.
+    #[arg(long)]
+    infer_types: bool,
 
     /// Skip a new file whose content equals a landed file (default: land it and count it as
     /// duplicate_content).
@@ -210,8 +218,15 @@ fn one_char(s: &str, what: &str) -> Result<u8, CliError> {
     }
 }
 
-fn options(a: &RunArgs, format: Format) -> Result<IngestOptions, CliError> {
+fn options(lh: &Lakehouse, a: &RunArgs, format: Format) -> Result<IngestOptions, CliError> {
+    let limits = &lh.config().limits;
     let mut o = IngestOptions {
+        infer_types: a.infer_types,
+        limits: strata_ingest::decode::Limits {
+            max_record_bytes: usize::try_from(limits.max_record_bytes).unwrap_or(usize::MAX),
+            max_nesting: limits.max_nesting as usize,
+        },
+        max_columns: limits.max_columns as usize,
         format: a.input_format.as_deref().map(str::parse).transpose()?,
         mode: a
             .mode
@@ -284,7 +299,7 @@ pub async fn run(lh: &Lakehouse, args: IngestArgs, format: Format) -> CliResult<
                 return Err(usage_error("strata ingest needs SOURCE and --into TABLE"));
             };
             let table = TableName::parse(&into)?;
-            let opts = options(&a, format)?;
+            let opts = options(lh, &a, format)?;
             if a.watch {
                 return watch(lh, &source, &table, opts, &a, format).await;
             }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod layer;
 pub mod name;
 pub mod quarantine;
+pub mod source_types;
 pub mod types;
 
 pub use config::Config;

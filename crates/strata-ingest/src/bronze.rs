@@ -5,12 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Int64Array, StringArray, StringBuilder, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, Int64Array, StringArray, StringBuilder, TimestampMicrosecondArray,
 };
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use base64::Engine as _;
+
+use strata_core::source_types::to_delta;
 
 use crate::decode::{Body, FieldValue, Record};
 use crate::error::Result;
@@ -51,22 +53,7 @@ pub fn is_system_column(name: &str) -> bool {
     SYSTEM_COLUMNS.iter().any(|c| c.eq_ignore_ascii_case(name))
 }
 
-/// Characters a Delta column name cannot hold without column mapping (which Strata never
-/// turns on: deltalake refuses evolution, the change feed and OPTIMIZE on such tables).
-const INVALID_NAME_CHARS: &[char] = &[' ', ',', ';', '{', '}', '(', ')', '\n', '\t', '='];
-
-/// Why `name` cannot be a column, if it cannot.
-pub fn unstorable(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("an empty name")
-    } else if name.contains(INVALID_NAME_CHARS) {
-        Some("a name with a space or one of ,;{}()= (Delta cannot store it without column mapping)")
-    } else if name.len() > 255 {
-        Some("a name longer than 255 bytes")
-    } else {
-        None
-    }
-}
+pub use strata_core::source_types::unstorable_name as unstorable;
 
 /// Where a field of a record goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +129,18 @@ impl Columns {
 
     pub fn len(&self) -> usize {
         self.fields.len()
+    }
+
+    /// Indexes of the columns this batch adds.
+    pub fn added(&self) -> std::ops::Range<usize> {
+        self.table_len..self.fields.len()
+    }
+
+    /// Changes the type of a column this batch adds (`--infer-types`, before the write starts).
+    pub fn retype(&mut self, i: usize, data_type: DataType) {
+        debug_assert!(i >= self.table_len);
+        let name = self.fields[i].name().clone();
+        self.fields[i] = Arc::new(Field::new(name, data_type, true));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -289,6 +288,11 @@ impl Chunk {
         self.rows
     }
 
+    /// The text values of column `i` so far.
+    pub fn texts(&self, i: usize) -> Option<StringArray> {
+        self.data.get(i)?.as_ref().map(StringBuilder::finish_cloned)
+    }
+
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -367,48 +371,32 @@ impl Chunk {
     ) -> Result<BuiltChunk> {
         self.fit(columns);
         let rows = self.rows;
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+        let mut arrays: Vec<Option<ArrayRef>> = Vec::with_capacity(columns.len());
         let mut rescued_rows = self.rescued_rows;
         let mut rescued = std::mem::take(&mut self.rescued);
         let mut extra: Vec<Option<Rescued>> = Vec::new();
+        let text_field: FieldRef = Arc::new(Field::new("text", DataType::Utf8, true));
         for i in 0..columns.len() {
             let field = columns.field(i);
-            let array: ArrayRef = match field.name().as_str() {
-                RESCUED_DATA | CORRUPT_RECORD | SOURCE_FILE | SOURCE_LINE | INGESTED_AT
-                | BATCH_ID => Arc::new(StringArray::new_null(0)), // filled below
-                _ => {
-                    let strings: ArrayRef = match self.data[i].as_mut() {
-                        Some(b) => Arc::new(b.finish()),
-                        None => Arc::new(StringArray::new_null(rows)),
-                    };
-                    if field.data_type() == &DataType::Utf8 {
-                        strings
-                    } else {
-                        let options = CastOptions {
-                            safe: true,
-                            ..Default::default()
-                        };
-                        let cast = cast_with_options(&strings, field.data_type(), &options)?;
-                        let texts = strings
-                            .as_any()
-                            .downcast_ref::<StringArray>()
-                            .cloned()
-                            .unwrap_or_else(|| StringArray::new_null(rows));
-                        for r in 0..rows {
-                            if texts.is_valid(r) && cast.is_null(r) {
-                                if extra.is_empty() {
-                                    extra.resize_with(rows, || None);
-                                }
-                                extra[r]
-                                    .get_or_insert_with(Rescued::default)
-                                    .add(field.name(), &json_text(texts.value(r)));
-                            }
-                        }
-                        cast
-                    }
-                }
+            if is_system_column(field.name()) {
+                arrays.push(None);
+                continue;
+            }
+            let strings: ArrayRef = match self.data[i].as_mut() {
+                Some(b) => Arc::new(b.finish()),
+                None => Arc::new(StringArray::new_null(rows)),
             };
-            arrays.push(array);
+            let converted = to_delta(&text_field, &strings, field.data_type())?;
+            if !converted.misfits.is_empty() {
+                let texts = strings.as_string::<i32>();
+                extra.resize_with(rows, || None);
+                for r in converted.misfits {
+                    extra[r]
+                        .get_or_insert_with(Rescued::default)
+                        .add(field.name(), &json_text(texts.value(r)));
+                }
+            }
+            arrays.push(Some(converted.array));
         }
         // Cast misfits join what the row already rescued.
         for (r, more) in extra.into_iter().enumerate() {
@@ -427,39 +415,67 @@ impl Chunk {
                 }
             }
         }
-        let mut system: HashMap<&str, ArrayRef> = HashMap::new();
-        system.insert(RESCUED_DATA, Arc::new(StringArray::from(rescued)));
-        system.insert(CORRUPT_RECORD, Arc::new(self.corrupt.finish()));
-        system.insert(SOURCE_FILE, Arc::new(self.file.finish()));
-        system.insert(
-            SOURCE_LINE,
-            Arc::new(Int64Array::from(std::mem::take(&mut self.line))),
-        );
-        system.insert(
-            INGESTED_AT,
-            Arc::new(
-                TimestampMicrosecondArray::from(vec![ingested_at_us; rows])
-                    .with_timezone(strata_core::types::UTC),
-            ),
-        );
-        system.insert(BATCH_ID, Arc::new(Int64Array::from(vec![batch_id; rows])));
-        for (i, a) in arrays.iter_mut().enumerate() {
-            let name = columns.field(i).name().as_str();
-            if let Some(s) = system.remove(name) {
-                *a = if s.data_type() == columns.field(i).data_type() {
-                    s
-                } else {
-                    cast_with_options(&s, columns.field(i).data_type(), &CastOptions::default())?
-                };
-            }
-        }
-        let batch = RecordBatch::try_new(columns.schema(), arrays)?;
+        let system = SystemValues {
+            rescued: Arc::new(StringArray::from(rescued)),
+            corrupt: Arc::new(self.corrupt.finish()),
+            files: Arc::new(self.file.finish()),
+            lines: std::mem::take(&mut self.line),
+            batch_id,
+            ingested_at_us,
+        };
+        let batch = system.assemble(columns, arrays)?;
         Ok(BuiltChunk {
             batch,
             rows: rows as u64,
             rescued_rows,
             corrupt_rows: self.corrupt_rows,
         })
+    }
+}
+
+/// The system columns' values for the rows of one batch.
+pub struct SystemValues {
+    pub rescued: ArrayRef,
+    pub corrupt: ArrayRef,
+    pub files: ArrayRef,
+    pub lines: Vec<i64>,
+    pub batch_id: i64,
+    pub ingested_at_us: i64,
+}
+
+impl SystemValues {
+    /// The record batch of `columns`: `data[i]` for data columns, the system values (cast to a
+    /// hand-made table's types when they differ) for system columns.
+    pub fn assemble(self, columns: &Columns, data: Vec<Option<ArrayRef>>) -> Result<RecordBatch> {
+        let rows = self.lines.len();
+        let mut system: HashMap<&str, ArrayRef> = HashMap::new();
+        system.insert(RESCUED_DATA, self.rescued);
+        system.insert(CORRUPT_RECORD, self.corrupt);
+        system.insert(SOURCE_FILE, self.files);
+        system.insert(SOURCE_LINE, Arc::new(Int64Array::from(self.lines)));
+        system.insert(
+            INGESTED_AT,
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![self.ingested_at_us; rows])
+                    .with_timezone(strata_core::types::UTC),
+            ),
+        );
+        system.insert(
+            BATCH_ID,
+            Arc::new(Int64Array::from(vec![self.batch_id; rows])),
+        );
+        let mut arrays = Vec::with_capacity(columns.len());
+        for (i, a) in data.into_iter().enumerate() {
+            let field = columns.field(i);
+            let array = match (a, system.remove(field.name().as_str())) {
+                (_, Some(s)) if s.data_type() == field.data_type() => s,
+                (_, Some(s)) => cast_with_options(&s, field.data_type(), &CastOptions::default())?,
+                (Some(a), None) => a,
+                (None, None) => arrow::array::new_null_array(field.data_type(), rows),
+            };
+            arrays.push(array);
+        }
+        Ok(RecordBatch::try_new(columns.schema(), arrays)?)
     }
 }
 
@@ -472,5 +488,95 @@ fn json_text(text: &str) -> String {
         t.to_string()
     } else {
         serde_json::Value::String(text.to_string()).to_string()
+    }
+}
+
+/// The type `--infer-types` gives a new column from its first values (bronze text): BIGINT when
+/// every value is an integer that fits (without leading zeros, which an identifier keeps),
+/// DOUBLE when every value is a number, BOOLEAN for `true`/`false`, DATE for `YYYY-MM-DD`,
+/// TIMESTAMP for ISO 8601 date-times (no zone means UTC), otherwise STRING. A later value that
+/// does not fit the inferred type lands in `_rescued_data`, never as a silent NULL.
+pub fn infer_type(values: &StringArray) -> DataType {
+    let texts: Vec<&str> = values.iter().flatten().collect();
+    if texts.is_empty() {
+        return DataType::Utf8;
+    }
+    let all = |f: fn(&str) -> bool| texts.iter().all(|t| f(t));
+    if all(is_integer) {
+        DataType::Int64
+    } else if all(is_number) {
+        DataType::Float64
+    } else if all(|t| t == "true" || t == "false") {
+        DataType::Boolean
+    } else if all(is_date) {
+        DataType::Date32
+    } else if all(is_timestamp) {
+        strata_core::types::timestamp_type()
+    } else {
+        DataType::Utf8
+    }
+}
+
+fn is_integer(t: &str) -> bool {
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && t.parse::<i64>().is_ok()
+}
+
+fn is_number(t: &str) -> bool {
+    let body = t.strip_prefix('-').unwrap_or(t);
+    // Digits first: "NaN", "inf" and "1e5x" stay text.
+    body.starts_with(|c: char| c.is_ascii_digit())
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+        && t.parse::<f64>().is_ok_and(f64::is_finite)
+        && (body == "0" || !body.starts_with('0') || body.starts_with("0."))
+        // An integer too long for BIGINT stays text: a DOUBLE would drop its digits.
+        && (body.contains(['.', 'e', 'E']) || is_integer(t))
+}
+
+fn is_date(t: &str) -> bool {
+    t.len() == 10 && chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").is_ok()
+}
+
+fn is_timestamp(t: &str) -> bool {
+    t.len() > 10
+        && t.as_bytes()
+            .get(10)
+            .is_some_and(|b| matches!(b, b'T' | b' '))
+        && (chrono::DateTime::parse_from_rfc3339(t).is_ok()
+            || chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
+            || chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn infer(values: &[Option<&str>]) -> DataType {
+        infer_type(&StringArray::from(values.to_vec()))
+    }
+
+    #[test]
+    fn inference_picks_the_narrowest_type_every_value_fits() {
+        assert_eq!(infer(&[Some("1"), None, Some("-42")]), DataType::Int64);
+        assert_eq!(infer(&[Some("1"), Some("2.5")]), DataType::Float64);
+        assert_eq!(infer(&[Some("007")]), DataType::Utf8);
+        assert_eq!(
+            infer(&[Some("1234567890123456789012345678901234567890")]),
+            DataType::Utf8
+        );
+        assert_eq!(infer(&[Some("true"), Some("false")]), DataType::Boolean);
+        assert_eq!(infer(&[Some("2026-11-25")]), DataType::Date32);
+        assert_eq!(
+            infer(&[Some("2026-11-25T10:00:00Z"), Some("2026-11-25 10:00:00.5")]),
+            strata_core::types::timestamp_type()
+        );
+        assert_eq!(infer(&[Some("NaN")]), DataType::Utf8);
+        assert_eq!(infer(&[Some("{\"a\":1}")]), DataType::Utf8);
+        assert_eq!(infer(&[None]), DataType::Utf8);
     }
 }

@@ -38,7 +38,11 @@ use crate::decode::json::{JsonDocumentDecoder, NdjsonDecoder};
 use crate::decode::{Body, Limits, Record, RecordDecoder, count};
 use crate::error::{Error, Result};
 use crate::quarantine::QuarantineChunk;
-use crate::source::{HashingReader, InputFormat, ObjectReader, Source, SourceFile, decompress};
+use crate::source::{
+    Compression, HashingReader, InputFormat, ObjectReader, Source, SourceFile, decompress,
+};
+use crate::typed::{self, TypedReader};
+use strata_core::source_types::landing_type;
 
 /// The table property that sets a table's default evolution mode.
 pub const MODE_PROPERTY: &str = "strata.ingest.schemaEvolution";
@@ -129,6 +133,8 @@ pub struct IngestOptions {
     pub max_files: usize,
     pub max_bytes: u64,
     pub skip_duplicate_content: bool,
+    /// `--infer-types`: new columns from text formats get inferred types instead of STRING.
+    pub infer_types: bool,
     pub reingest_changed: bool,
     /// How long to wait for another writer's lease before failing.
     pub lease_timeout: Duration,
@@ -156,6 +162,7 @@ impl Default for IngestOptions {
             max_files: 1000,
             max_bytes: 256 * 1024 * 1024,
             skip_duplicate_content: false,
+            infer_types: false,
             reingest_changed: false,
             lease_timeout: Duration::from_secs(300),
             lease_ttl: lease_ttl_from_env(),
@@ -403,10 +410,17 @@ pub async fn ensure_table(lh: &Lakehouse, name: &TableName) -> Result<TableInfo>
 struct OpenFile {
     file: SourceFile,
     decoder: Option<Box<dyn RecordDecoder>>,
+    /// The reader of a Parquet or Avro file.
+    typed: Option<Box<dyn TypedReader>>,
+    /// Why the typed reader stopped early: the records from there to `expected_end` land as
+    /// corrupt rows with this reason.
+    typed_error: Option<String>,
+    /// What stopped the independent count early, if anything.
+    count_error: Option<String>,
     /// Index (in the file's record order) of the next record the decoder returns.
     next_record: u64,
-    /// A record decoded but not landed yet (it ended the previous batch).
-    held: Option<Record>,
+    /// Records decoded but not landed yet (they ended the previous batch).
+    held: Option<Item>,
     hash: Option<String>,
     duplicate: bool,
     /// The stream failed; the failure was landed as one corrupt record.
@@ -445,6 +459,32 @@ struct Run {
     quarantine: Option<(TableInfo, DeltaTable)>,
 }
 
+/// What a file's reader returns next: one record of a text file, or a batch of a typed file's
+/// records (`first` is the index of its first record).
+enum Item {
+    Record(Record),
+    Rows {
+        first: u64,
+        rows: arrow::record_batch::RecordBatch,
+    },
+}
+
+impl Item {
+    fn records(&self) -> u64 {
+        match self {
+            Item::Record(_) => 1,
+            Item::Rows { rows, .. } => rows.num_rows() as u64,
+        }
+    }
+}
+
+impl OpenFile {
+    /// Index of the first record not landed yet.
+    fn position(&self) -> u64 {
+        self.next_record - self.held.as_ref().map_or(0, Item::records)
+    }
+}
+
 /// How a file's state in the ledger decides what to do with it.
 enum FilePlan {
     Skip,
@@ -454,6 +494,19 @@ enum FilePlan {
         start: u64,
         hash: Option<String>,
     },
+}
+
+/// `--infer-types`: the columns a batch adds take the type their first values fit, before the
+/// batch's write starts (each value is then cast; a misfit goes to `_rescued_data`).
+fn infer_types(columns: &mut Columns, chunk: &Chunk) {
+    for i in columns.added() {
+        if columns.field(i).data_type() != &DataType::Utf8 {
+            continue;
+        }
+        if let Some(texts) = chunk.texts(i) {
+            columns.retype(i, crate::bronze::infer_type(&texts));
+        }
+    }
 }
 
 /// Why a batch stopped.
@@ -748,6 +801,9 @@ impl Run {
         }
         let mut open = OpenFile {
             decoder: None,
+            typed: None,
+            typed_error: None,
+            count_error: scan.error.clone(),
             next_record: 0,
             held: None,
             hash,
@@ -768,11 +824,11 @@ impl Run {
                 }
             }
         } else {
-            return Err(Error::InvalidInput(format!(
-                "{}: {} files are landed by their typed reader, which this run cannot use here",
-                open.file.uri,
-                format.as_str()
-            )));
+            open.next_record = start;
+            match self.typed_reader(&open.file, format, start) {
+                Ok(r) => open.typed = Some(r),
+                Err(e) => open.typed_error = Some(e),
+            }
         }
         Ok(Some(open))
     }
@@ -823,12 +879,10 @@ impl Run {
                     InputFormat::Ndjson => count::count_ndjson(stream),
                     InputFormat::Json => count::count_json_document(stream),
                     InputFormat::Csv => count::count_csv(stream, &self.csv_options(file, None)),
-                    InputFormat::Parquet | InputFormat::Avro => count::Count {
-                        records: 0,
-                        bytes: 0,
-                        valid_utf8: true,
-                        error: None,
-                    },
+                    InputFormat::Parquet => {
+                        typed::count_parquet(&self.source.store, file, &self.handle)
+                    }
+                    InputFormat::Avro => count::count_avro(stream),
                 },
             }
         };
@@ -895,11 +949,137 @@ impl Run {
         })
     }
 
-    /// The open file's next record; a stream failure becomes one corrupt record.
-    fn next_record(&self, open: &mut OpenFile) -> Result<Option<Record>> {
-        if let Some(r) = open.held.take() {
-            return Ok(Some(r));
+    /// Applies the evolution mode to the fields of a record (or typed batch) that the table
+    /// does not have. Returns false when the record must open the next batch instead: the
+    /// write has started with a fixed schema, and the next batch widens the table.
+    fn admit(
+        &self,
+        columns: &mut Columns,
+        new: &[(String, DataType)],
+        first_of_fresh_table: bool,
+        write_started: bool,
+        (uri, at, batch): (&str, &str, i64),
+    ) -> Result<bool> {
+        if new.is_empty() {
+            return Ok(true);
         }
+        // A table without data columns takes its schema from its first batch in every mode,
+        // as Auto Loader infers one on a first run; the mode governs what comes after.
+        let mode = if first_of_fresh_table {
+            EvolutionMode::Evolve
+        } else {
+            self.mode
+        };
+        match mode {
+            EvolutionMode::Rescue => Ok(true),
+            EvolutionMode::Fail => {
+                let names: Vec<&str> = new.iter().map(|(n, _)| n.as_str()).collect();
+                let list = dedup(&names).join(", ");
+                Err(Error::Refused(format!(
+                    "{uri} {at}: new field(s) {list} not in table {} (schema evolution mode \
+                     fail); batch {batch} was not committed. Add the columns (ALTER TABLE .. \
+                     ADD COLUMNS), or run with --mode evolve or --mode rescue",
+                    self.name
+                )))
+            }
+            EvolutionMode::Evolve if write_started => Ok(false),
+            EvolutionMode::Evolve => {
+                for (n, t) in new {
+                    if columns.place(n) == Place::New {
+                        columns.add(n, t.clone());
+                    }
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// Opens the typed reader of a Parquet or Avro file at record `start`; the error is the
+    /// reason the file cannot be read.
+    fn typed_reader(
+        &self,
+        file: &SourceFile,
+        format: InputFormat,
+        start: u64,
+    ) -> std::result::Result<Box<dyn TypedReader>, String> {
+        match format {
+            InputFormat::Parquet if file.compression != Compression::None => Err(
+                "a compressed Parquet file (.parquet.gz, .parquet.zst) cannot be read: Parquet \
+                 compresses its own pages, so land the .parquet file itself"
+                    .into(),
+            ),
+            InputFormat::Parquet => {
+                typed::open_parquet(&self.source.store, file, start, &self.handle)
+            }
+            _ => {
+                let stream = decompress(self.raw_reader(file), file.compression)
+                    .map_err(|e| e.to_string())?;
+                typed::open_avro(stream, start)
+            }
+        }
+    }
+
+    /// The open file's next item: a text record, or a batch of typed records. A stream failure
+    /// becomes one corrupt record (text), or one corrupt record for each record the independent
+    /// count found past it (typed).
+    fn next_item(&self, open: &mut OpenFile) -> Result<Option<Item>> {
+        if let Some(item) = open.held.take() {
+            return Ok(Some(item));
+        }
+        if open.decoder.is_none() {
+            if let Some(reader) = open.typed.as_mut() {
+                match reader.next_batch() {
+                    Ok(Some(rows)) => {
+                        let first = open.next_record;
+                        open.next_record += rows.num_rows() as u64;
+                        return Ok(Some(Item::Rows { first, rows }));
+                    }
+                    Ok(None) => {
+                        open.typed = None;
+                        if open.next_record < open.expected_end {
+                            let why = open
+                                .count_error
+                                .as_ref()
+                                .map_or(String::new(), |e| format!(": {e}"));
+                            open.typed_error = Some(format!(
+                                "its reader returned {} records but the file's own counts \
+                                 hold {}{why}",
+                                open.next_record, open.expected_end
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        open.typed = None;
+                        open.typed_error = Some(e);
+                    }
+                }
+            }
+            let Some(reason) = &open.typed_error else {
+                return Ok(None);
+            };
+            if open.next_record >= open.expected_end {
+                return Ok(None);
+            }
+            let index = open.next_record;
+            open.next_record += 1;
+            return Ok(Some(Item::Record(Record {
+                line: index,
+                offset: 0,
+                len: 0,
+                body: Body::Corrupt {
+                    raw: None,
+                    reason: format!(
+                        "record {index} of {} cannot be read: {reason}",
+                        open.file.uri
+                    ),
+                },
+            })));
+        }
+        Ok(self.next_record(open)?.map(Item::Record))
+    }
+
+    /// The open text file's next record; a stream failure becomes one corrupt record.
+    fn next_record(&self, open: &mut OpenFile) -> Result<Option<Record>> {
         if open.failed {
             return Ok(None);
         }
@@ -942,7 +1122,7 @@ impl Run {
             let ranges = self.block_on(ms.file_ranges(&self.info.table_id, &open.file.uri))?;
             let landed_end = ranges.last().map_or(0, |r| r.first_record + r.records);
             let done = ranges.last().is_some_and(|r| r.complete);
-            let position = open.next_record - u64::from(open.held.is_some());
+            let position = open.position();
             if done || landed_end != position {
                 // Recount it from where the other writer stopped.
                 self.counts.records_read = self
@@ -965,8 +1145,6 @@ impl Run {
             + 1;
         let schema = strata_table::table_schema(&table, &self.name)?;
         let mut columns = Columns::new(&schema, self.opts.max_columns);
-        // A table without data columns takes its schema from its first batch in every mode,
-        // as Auto Loader infers one on a first run; the mode governs what comes after.
         let fresh = schema
             .fields()
             .iter()
@@ -999,59 +1177,79 @@ impl Run {
                 break;
             };
             batch_files += 1;
-            let first = open.next_record - u64::from(open.held.is_some());
+            let first = open.position();
             let mut stopped = false;
             loop {
                 if batch_bytes >= self.opts.max_bytes {
                     stopped = true;
                     break;
                 }
-                let Some(rec) = self.next_record(&mut open)? else {
+                let Some(item) = self.next_item(&mut open)? else {
                     break;
                 };
-                // Route the record: its new fields decide whether it fits this batch.
-                if let Body::Fields(fields) = &rec.body {
-                    let new: Vec<&str> = fields
-                        .iter()
-                        .map(|(n, _)| n.as_str())
-                        .filter(|n| columns.place(n) == Place::New)
-                        .collect();
-                    if !new.is_empty() {
-                        let mode = if fresh && writer.is_none() {
-                            EvolutionMode::Evolve
-                        } else {
-                            self.mode
-                        };
-                        match mode {
-                            EvolutionMode::Rescue => {}
-                            EvolutionMode::Fail => {
-                                let list = dedup(&new).join(", ");
-                                return Err(Error::Refused(format!(
-                                    "{} line {}: new field(s) {list} not in table {} (schema \
-                                     evolution mode fail); batch {batch} was not committed. Add \
-                                     the columns (ALTER TABLE .. ADD COLUMNS), or run with \
-                                     --mode evolve or --mode rescue",
-                                    open.file.uri, rec.line, self.name
-                                )));
-                            }
-                            EvolutionMode::Evolve if writer.is_none() => {
-                                for n in dedup(&new) {
-                                    if columns.place(n) == Place::New {
-                                        columns.add(n, DataType::Utf8);
-                                    }
-                                }
-                                chunk.fit(&columns);
-                            }
-                            EvolutionMode::Evolve => {
-                                // The write has started with a fixed schema: this record opens
-                                // the next batch, which widens the table.
-                                open.held = Some(rec);
-                                stopped = true;
-                                break;
-                            }
-                        }
-                    }
+                // The item's new fields decide whether it fits this batch.
+                let (new, at): (Vec<(String, DataType)>, String) = match &item {
+                    Item::Rows { first, rows } => (
+                        rows.schema()
+                            .fields()
+                            .iter()
+                            .filter(|f| columns.place(f.name()) == Place::New)
+                            .map(|f| (f.name().clone(), landing_type(f)))
+                            .collect(),
+                        format!("record {first}"),
+                    ),
+                    Item::Record(rec) => (
+                        match &rec.body {
+                            Body::Fields(fields) => fields
+                                .iter()
+                                .filter(|(n, _)| columns.place(n) == Place::New)
+                                .map(|(n, _)| (n.clone(), DataType::Utf8))
+                                .collect(),
+                            Body::Corrupt { .. } => Vec::new(),
+                        },
+                        format!("line {}", rec.line),
+                    ),
+                };
+                let admitted = self.admit(
+                    &mut columns,
+                    &new,
+                    fresh && writer.is_none(),
+                    writer.is_some(),
+                    (&open.file.uri, &at, batch),
+                )?;
+                if !admitted {
+                    open.held = Some(item);
+                    stopped = true;
+                    break;
                 }
+                chunk.fit(&columns);
+                let rec = match item {
+                    Item::Record(rec) => rec,
+                    Item::Rows { first, rows } => {
+                        batch_bytes += rows.get_array_memory_size() as u64;
+                        let built = typed::conform(
+                            &rows,
+                            &columns,
+                            &open.file.uri,
+                            first,
+                            batch,
+                            ingested_at,
+                        )?;
+                        rescued += built.rescued_rows;
+                        rows_written += built.rows;
+                        let w = match writer.as_mut() {
+                            Some(w) => w,
+                            None => writer.insert(FileWriter::new(
+                                &table,
+                                &self.name,
+                                columns.schema(),
+                            )?),
+                        };
+                        self.block_on(w.write(&built.batch))?;
+                        self.progress(&open, rows_written + q_rows, batch);
+                        continue;
+                    }
+                };
                 batch_bytes += rec.len + 1;
                 if matches!(rec.body, Body::Corrupt { .. })
                     && self.opts.corrupt == CorruptMode::Quarantine
@@ -1065,6 +1263,9 @@ impl Run {
                 }
                 chunk.push(&columns, &open.file.uri, &rec);
                 if chunk.rows() >= CHUNK_ROWS || chunk.bytes() >= CHUNK_BYTES {
+                    if writer.is_none() && self.opts.infer_types {
+                        infer_types(&mut columns, &chunk);
+                    }
                     let built = std::mem::replace(&mut chunk, Chunk::new(&columns)).finish(
                         &columns,
                         batch,
@@ -1083,7 +1284,7 @@ impl Run {
                     self.progress(&open, rows_written + q_rows, batch);
                 }
             }
-            let position = open.next_record - u64::from(open.held.is_some());
+            let position = open.position();
             let complete = !stopped;
             if position > first || complete {
                 let status = if open.duplicate {
@@ -1119,6 +1320,9 @@ impl Run {
         }
         // The last partial chunk.
         if chunk.rows() > 0 {
+            if writer.is_none() && self.opts.infer_types {
+                infer_types(&mut columns, &chunk);
+            }
             let built = chunk.finish(&columns, batch, ingested_at)?;
             rescued += built.rescued_rows;
             corrupt += built.corrupt_rows;

@@ -14,6 +14,7 @@ pub mod generate;
 pub mod land;
 pub mod quarantine;
 pub mod source;
+pub mod typed;
 
 pub use error::{Error, Result};
 pub use land::{CorruptMode, EvolutionMode, IngestOptions, IngestReport, ingest};

@@ -17,12 +17,12 @@
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
-use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
+use arrow::datatypes::{DataType, Schema as ArrowSchema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use deltalake::DeltaTable;
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, MetadataExt, Transaction};
+use deltalake::kernel::{Action, Add, MetadataExt, TableFeatures, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TablePropertiesExt;
 
@@ -111,6 +111,45 @@ pub fn add_records(add: &Add) -> u64 {
 /// metadata with that schema (new columns must be nullable and come after the old ones).
 /// `txn` makes the commit idempotent: when the table already has that transaction (or a later
 /// one of the same app), nothing is committed and `None` is returned.
+/// A table that gains its first TIMESTAMP_NTZ column needs Delta's `timestampNtz` feature
+/// first: a commit of such a schema without it leaves a table no reader opens. The feature is
+/// its own commit (deltalake's add-feature operation), before the data commit.
+async fn enable_timestamp_ntz(
+    table: &mut DeltaTable,
+    name: &str,
+    schema: &ArrowSchema,
+) -> Result<()> {
+    fn has_ntz(t: &DataType) -> bool {
+        match t {
+            DataType::Timestamp(_, None) => true,
+            DataType::Struct(fields) => fields.iter().any(|f| has_ntz(f.data_type())),
+            DataType::List(f) | DataType::LargeList(f) | DataType::Map(f, _) => {
+                has_ntz(f.data_type())
+            }
+            _ => false,
+        }
+    }
+    if !schema.fields().iter().any(|f| has_ntz(f.data_type())) {
+        return Ok(());
+    }
+    let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
+    let enabled = snapshot
+        .protocol()
+        .writer_features()
+        .is_some_and(|fs| fs.iter().any(|f| f.to_string() == "timestampNtz"));
+    if enabled {
+        return Ok(());
+    }
+    *table = table
+        .clone()
+        .add_feature()
+        .with_feature(TableFeatures::TimestampWithoutTimezone)
+        .with_allow_protocol_versions_increase(true)
+        .await
+        .map_err(|e| Error::delta(name, e))?;
+    Ok(())
+}
+
 pub async fn commit_adds(
     table: &mut DeltaTable,
     name: &str,
@@ -127,6 +166,9 @@ pub async fn commit_adds(
         && txn_version(table, name, &t.app_id).await? >= Some(t.version)
     {
         return Ok(None);
+    }
+    if let Some(schema) = widened {
+        enable_timestamp_ntz(table, name, schema).await?;
     }
     let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
     let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();

@@ -20,7 +20,7 @@ pub fn ingest_json(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
-fn n(v: &Value, key: &str) -> u64 {
+pub fn n(v: &Value, key: &str) -> u64 {
     v[key]
         .as_u64()
         .unwrap_or_else(|| panic!("{key} missing in {v}"))
@@ -28,7 +28,7 @@ fn n(v: &Value, key: &str) -> u64 {
 
 /// Non-blank lines of every `.ndjson` file under `dir`, and how many are not JSON objects:
 /// computed here, independently of Strata.
-fn count_ndjson(dir: &Path) -> (u64, u64, Vec<(String, u64)>) {
+pub fn count_ndjson(dir: &Path) -> (u64, u64, Vec<(String, u64)>) {
     let mut lines = 0;
     let mut corrupt = 0;
     let mut ids = Vec::new();
@@ -56,7 +56,7 @@ fn count_ndjson(dir: &Path) -> (u64, u64, Vec<(String, u64)>) {
     (lines, corrupt, ids)
 }
 
-fn url_of(p: &Path) -> String {
+pub fn url_of(p: &Path) -> String {
     format!("file://{}", p.canonicalize().unwrap().display())
 }
 
