@@ -1128,4 +1128,42 @@ mod tests {
         assert_eq!(counted.bytes, 7);
         assert_eq!(counted.error.as_deref(), Some("injected read failure"));
     }
+
+    /// An Avro container of longs: header (schema, no codec), then blocks of `blocks` records.
+    fn avro_file(blocks: &[&[u8]]) -> Vec<u8> {
+        let sync = [7u8; 16];
+        let mut f = b"Obj\x01".to_vec();
+        f.push(0x02); // one metadata entry
+        f.push(22); // key length 11
+        f.extend_from_slice(b"avro.schema");
+        f.push(12); // value length 6
+        f.extend_from_slice(b"\"long\"");
+        f.push(0x00);
+        f.extend_from_slice(&sync);
+        for data in blocks {
+            // every value is one byte: count = bytes
+            f.push((data.len() as u8) * 2);
+            f.push((data.len() as u8) * 2);
+            f.extend_from_slice(data);
+            f.extend_from_slice(&sync);
+        }
+        f
+    }
+
+    #[test]
+    fn avro_counts_block_headers() {
+        let f = avro_file(&[&[2, 4], &[6, 8, 10]]);
+        let c = count_avro(&f[..]);
+        assert_eq!((c.records, c.error.is_none()), (5, true));
+        // Cut inside the last block: its records still count, with the error.
+        let c = count_avro(&f[..f.len() - 5]);
+        assert_eq!(c.records, 5);
+        assert!(c.error.unwrap().contains("block 1 is cut off"));
+        // A header that cannot be read is one record.
+        let c = count_avro(&f[..10]);
+        assert_eq!(c.records, 1);
+        assert!(c.error.is_some());
+        let c = count_avro(&b"not avro at all"[..]);
+        assert_eq!(c.records, 1);
+    }
 }
