@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Strata's whole test suite. Installs what the tests need (Python deltalake, DuckDB with
-# its delta extension, pyarrow) into a cached virtual environment first.
+# its delta extension, pyarrow, fastavro) into a cached virtual environment first.
 #
 #   ./test.sh                 everything
 #   ./test.sh -p strata-sql   extra arguments go to `cargo test`
@@ -16,7 +16,7 @@ fi
 cache="${STRATA_CACHE:-$HOME/.cache/strata}"
 venv="$cache/venv"
 # Pinned versions of the third-party readers the interoperability tests use.
-pins=(deltalake==1.6.6 duckdb==1.5.5 duckdb-extension-delta==1.5.5 pyarrow==26.0.1)
+pins=(deltalake==1.6.6 duckdb==1.5.5 duckdb-extension-delta==1.5.5 pyarrow==26.0.1 fastavro==1.13.1)
 stamp="$venv/.strata-pins"
 
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "${pins[*]}" ]; then

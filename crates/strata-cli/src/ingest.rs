@@ -373,9 +373,9 @@ async fn watch(
             Err(strata_ingest::Error::Cancelled(_)) => break,
             Err(e) => {
                 let message = e.to_string();
-                eprintln!("error: {message}");
                 match &a.on_failure {
                     Some(cmd) => {
+                        eprintln!("error: {message}");
                         let status = tokio::process::Command::new("sh")
                             .arg("-c")
                             .arg(cmd)

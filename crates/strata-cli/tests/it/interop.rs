@@ -2,25 +2,11 @@
 //! and in DuckDB's delta extension; a table Python `deltalake` writes is registered and queried
 //! by Strata.
 
-use std::process::Command;
-
 use crate::*;
 
 /// Runs a Python snippet with the test interpreter; it prints JSON on its last line.
 fn py(code: &str) -> serde_json::Value {
-    let o = Command::new(python())
-        .arg("-c")
-        .arg(code)
-        .output()
-        .expect("python runs");
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(
-        o.status.success(),
-        "python failed: {out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let last = out.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {out}"))
+    crate::py(code, &[])
 }
 
 /// Rows as sorted "id|name|epoch-micros" strings.

@@ -5,6 +5,7 @@ mod concurrency;
 mod doctor;
 mod ingest;
 mod ingest_crash;
+mod ingest_more;
 mod interop;
 mod quickstart;
 mod timestamps;
@@ -92,4 +93,24 @@ pub fn python() -> String {
     std::env::var("STRATA_TEST_PYTHON").expect(
         "STRATA_TEST_PYTHON is not set: run the tests with ./test.sh, which installs Python deltalake and DuckDB",
     )
+}
+
+/// Runs a Python script (its text, with `args` as `sys.argv[1:]`) with the test interpreter; it
+/// prints JSON on its last line.
+pub fn py(script: &str, args: &[&str]) -> serde_json::Value {
+    let o = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .env("PYTHONUNBUFFERED", "1")
+        .output()
+        .expect("python runs");
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "python failed: {out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let last = out.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
