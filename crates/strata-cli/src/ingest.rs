@@ -1,6 +1,6 @@
 //! `strata ingest` and `strata generate`.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -261,31 +261,60 @@ fn options(lh: &Lakehouse, a: &RunArgs, format: Format) -> Result<IngestOptions,
         .as_deref()
         .map(|e| one_char(e, "escape"))
         .transpose()?;
-    if std::io::stderr().is_terminal() && format == Format::Table {
-        o.progress = Some(progress_bar());
+    if format == Format::Table {
+        o.progress = Some(if std::io::stderr().is_terminal() {
+            progress_bar()
+        } else {
+            progress_lines()
+        });
     }
     Ok(o)
 }
 
 fn progress_bar() -> strata_ingest::land::ProgressFn {
-    let bar = indicatif::ProgressBar::new_spinner();
+    let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} files  {msg} [{elapsed_precise}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let started = Instant::now();
     Arc::new(move |p: &Progress| {
         let secs = started.elapsed().as_secs_f64().max(0.001);
+        bar.set_length(p.files_total);
+        bar.set_position(p.files_done);
         bar.set_message(format!(
-            "files {}/{}  rows {}  {:.0} rows/s  {:.1} MB/s  batch {}",
+            "rows {}  {:.0} rows/s  {:.1} MB/s  batch {}",
+            p.records,
+            p.records as f64 / secs,
+            p.bytes as f64 / secs / 1e6,
+            p.batch.unwrap_or(0)
+        ));
+    })
+}
+
+/// Off a terminal: a plain progress line on stderr every 10 seconds of a long run.
+fn progress_lines() -> strata_ingest::land::ProgressFn {
+    let started = Instant::now();
+    let last = std::sync::Mutex::new(Instant::now());
+    Arc::new(move |p: &Progress| {
+        let Ok(mut last) = last.lock() else { return };
+        if last.elapsed() < Duration::from_secs(10) {
+            return;
+        }
+        *last = Instant::now();
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        let _ = writeln!(
+            std::io::stderr(),
+            "ingest: files {}/{}, rows {}, {:.0} rows/s, {:.1} MB/s, batch {}",
             p.files_done,
             p.files_total,
             p.records,
             p.records as f64 / secs,
             p.bytes as f64 / secs / 1e6,
             p.batch.unwrap_or(0)
-        ));
-        bar.tick();
+        );
     })
 }
 

@@ -39,6 +39,11 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     format: Format,
 
+    /// Print how long the command's work took (after start-up) as the last line on stderr,
+    /// `Time: 12.345 ms`, as psql's \timing does.
+    #[arg(long, global = true)]
+    timing: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -205,7 +210,8 @@ fn main() -> ExitCode {
                 // commit) at error level; by default only Strata's own warnings are shown
                 .unwrap_or_else(|_| {
                     tracing_subscriber::EnvFilter::new(
-                        "off,strata_cli=warn,strata_catalog=warn,strata_sql=warn,strata_table=warn",
+                        "off,strata_cli=warn,strata_catalog=warn,strata_ingest=warn,strata_sql=warn,\
+                         strata_table=warn",
                     )
                 }),
         )
@@ -221,7 +227,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let timing = cli.timing.then(std::time::Instant::now);
+    let result = runtime.block_on(run(cli));
+    let elapsed = timing.map(|started| started.elapsed());
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", e.message);
@@ -231,5 +240,11 @@ fn main() -> ExitCode {
                 _ => 1,
             })
         }
+    };
+    if let Some(elapsed) = elapsed {
+        use std::io::Write;
+        let ms = elapsed.as_secs_f64() * 1e3;
+        let _ = writeln!(std::io::stderr(), "Time: {ms:.3} ms");
     }
+    code
 }

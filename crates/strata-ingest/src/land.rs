@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::{DataType, Schema};
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{SubsecRound, Utc};
 use deltalake::DeltaTable;
 use serde_json::{Value, json};
 use strata_catalog::Lakehouse;
@@ -283,6 +283,7 @@ pub async fn ingest(
         samples: Vec::new(),
         lease_held,
         quarantine: None,
+        replay: None,
     };
     run.counts.files_seen = run.files.len() as u64;
     let (mut run, result) = tokio::task::spawn_blocking(move || {
@@ -430,6 +431,18 @@ struct OpenFile {
     /// Where the last record returned was: a stream failure is reported just after it.
     last_line: u64,
     last_end: u64,
+    /// Landing a recorded batch again: the record index its range ended at (for a range that
+    /// did not finish the file) ...
+    stop_at: Option<u64>,
+    /// ... and the number of records the ledger recorded for the range.
+    replay_records: Option<u64>,
+}
+
+/// A batch a stopped run recorded but did not commit to the target, landed again from exactly
+/// its recorded file ranges (DECISIONS.md section 3: a crash resumes inside a file).
+struct Replay {
+    batch: i64,
+    ranges: std::collections::VecDeque<(FileRange, SourceFile)>,
 }
 
 struct Run {
@@ -457,6 +470,7 @@ struct Run {
     samples: Vec<Value>,
     lease_held: Arc<AtomicBool>,
     quarantine: Option<(TableInfo, DeltaTable)>,
+    replay: Option<Replay>,
 }
 
 /// What a file's reader returns next: one record of a text file, or a batch of a typed file's
@@ -645,12 +659,45 @@ impl Run {
                 tracing::info!(table = %self.name, batch = batch.batch_id, "settled a batch a stopped run had committed");
             } else if ranges.is_empty() {
                 self.block_on(ms.delete_pending_batch(&self.info.table_id, batch.batch_id))?;
+            } else if let Some(ranges) = self.replay_plan(ranges) {
+                tracing::info!(table = %self.name, batch = batch.batch_id, "landing again the recorded ranges of a batch a stopped run left uncommitted");
+                // The file this run has open (if any) is checked against the ledger again by
+                // the next batch, which sees what the replay landed.
+                let open = self.open.take();
+                self.replay = Some(Replay {
+                    batch: batch.batch_id,
+                    ranges,
+                });
+                let landed = self.land_batch();
+                self.replay = None;
+                self.open = open;
+                landed?;
             } else {
-                tracing::info!(table = %self.name, batch = batch.batch_id, "landing again a batch a stopped run left uncommitted");
+                tracing::info!(table = %self.name, batch = batch.batch_id, "planning again a batch a stopped run left uncommitted: its files changed or are not in this source");
                 self.reland(batch.batch_id)?;
             }
         }
         Ok(())
+    }
+
+    /// The source files of a stopped run's batch ranges, when every one is in this run's
+    /// listing unchanged (same size and modification time); otherwise the batch cannot be
+    /// landed exactly again.
+    fn replay_plan(
+        &self,
+        ranges: Vec<FileRange>,
+    ) -> Option<std::collections::VecDeque<(FileRange, SourceFile)>> {
+        ranges
+            .into_iter()
+            .map(|r| {
+                let file = self.files.iter().find(|f| {
+                    f.uri == r.file_uri
+                        && f.size == r.size
+                        && f.modified_at.trunc_subsecs(6) == r.modified_at
+                })?;
+                Some((r, file.clone()))
+            })
+            .collect()
     }
 
     /// The commit that carries batch `batch`'s txn, searched from the newest.
@@ -666,6 +713,23 @@ impl Run {
             v -= 1;
         }
         Ok((None, 0))
+    }
+
+    /// Whether a file has held still for `settle` (`--watch` leaves younger files for a later
+    /// cycle): its modification time is at least `settle` old, and its size and modification
+    /// time now are still the ones listed (a writer that sets the time itself, as `cp -p` and
+    /// `touch -d` do, still changes the size or the time while it writes).
+    fn settled(&self, file: &SourceFile, settle: Duration) -> bool {
+        if (Utc::now() - file.modified_at).to_std().unwrap_or_default() < settle {
+            return false;
+        }
+        match self.block_on(self.source.stat(file)) {
+            Ok((size, modified_at)) => {
+                size == file.size && modified_at.trunc_subsecs(6) == file.modified_at
+            }
+            // gone or unreadable for now: a later cycle sees it again
+            Err(_) => false,
+        }
     }
 
     /// Next file to land, with its plan; skipped and changed files are counted here.
@@ -714,7 +778,7 @@ impl Run {
             let file = self.files[self.cursor].clone();
             self.cursor += 1;
             if let Some(settle) = self.opts.settle
-                && !settled(file.modified_at, settle)
+                && !self.settled(&file, settle)
             {
                 // still being written: a later cycle takes it
                 self.counts.files_seen = self.counts.files_seen.saturating_sub(1);
@@ -812,6 +876,8 @@ impl Run {
             expected_end: scan.records,
             last_line: 0,
             last_end: 0,
+            stop_at: None,
+            replay_records: None,
             file,
         };
         if format.is_text() {
@@ -1031,7 +1097,23 @@ impl Run {
                 match reader.next_batch() {
                     Ok(Some(rows)) => {
                         let first = open.next_record;
-                        open.next_record += rows.num_rows() as u64;
+                        let n = rows.num_rows() as u64;
+                        open.next_record += n;
+                        // A replayed range that ends inside this batch of rows: the rest waits.
+                        if let Some(stop) = open.stop_at
+                            && first < stop
+                            && first + n > stop
+                        {
+                            let keep = (stop - first) as usize;
+                            open.held = Some(Item::Rows {
+                                first: stop,
+                                rows: rows.slice(keep, rows.num_rows() - keep),
+                            });
+                            return Ok(Some(Item::Rows {
+                                first,
+                                rows: rows.slice(0, keep),
+                            }));
+                        }
                         return Ok(Some(Item::Rows { first, rows }));
                     }
                     Ok(None) => {
@@ -1139,10 +1221,14 @@ impl Run {
             &self.name,
             &self.txn(0).app_id,
         ))?;
-        let batch = self
-            .block_on(ms.max_batch_id(&self.info.table_id))?
-            .max(delta_txn.unwrap_or(0))
-            + 1;
+        let batch = match &self.replay {
+            Some(r) => r.batch,
+            None => {
+                self.block_on(ms.max_batch_id(&self.info.table_id))?
+                    .max(delta_txn.unwrap_or(0))
+                    + 1
+            }
+        };
         let schema = strata_table::table_schema(&table, &self.name)?;
         let mut columns = Columns::new(&schema, self.opts.max_columns);
         let fresh = schema
@@ -1163,7 +1249,23 @@ impl Run {
         self.block_on(ms.create_pending_batch(&self.info.table_id, batch, &self.run_id))?;
         let mut end = BatchEnd::Exhausted;
         'files: loop {
-            if self.open.is_none() {
+            if let Some(replay) = self.replay.as_mut() {
+                // A replayed batch holds exactly its recorded ranges, whatever the limits.
+                let Some((range, file)) = replay.ranges.pop_front() else {
+                    break;
+                };
+                self.seen_in_run.insert(file.uri.clone());
+                let Some(mut open) =
+                    self.open_file(file, range.first_record, range.content_hash.clone())?
+                else {
+                    continue;
+                };
+                if !range.complete {
+                    open.stop_at = Some(range.first_record + range.records);
+                }
+                open.replay_records = Some(range.records);
+                self.open = Some(open);
+            } else if self.open.is_none() {
                 if batch_files >= self.opts.max_files || batch_bytes >= self.opts.max_bytes {
                     end = BatchEnd::Full;
                     break;
@@ -1180,7 +1282,9 @@ impl Run {
             let first = open.position();
             let mut stopped = false;
             loop {
-                if batch_bytes >= self.opts.max_bytes {
+                let at_stop = open.stop_at.is_some_and(|s| open.position() >= s);
+                if at_stop || (open.replay_records.is_none() && batch_bytes >= self.opts.max_bytes)
+                {
                     stopped = true;
                     break;
                 }
@@ -1286,6 +1390,16 @@ impl Run {
             }
             let position = open.position();
             let complete = !stopped;
+            if let Some(want) = open.replay_records
+                && position - first != want
+            {
+                return Err(Error::Internal(format!(
+                    "{}: landing batch {batch} again read {} record(s) from record {first} where \
+                     the ledger recorded {want}; nothing of the batch was committed",
+                    open.file.uri,
+                    position - first
+                )));
+            }
             if position > first || complete {
                 let status = if open.duplicate {
                     "duplicate_content"
@@ -1312,6 +1426,15 @@ impl Run {
                     )));
                 }
                 self.counts.files_landed += 1;
+            } else if open.replay_records.is_some() {
+                // The recorded batch ended inside this file: the run's own plan lands the
+                // rest, and counts it then.
+                self.counts.records_read = self
+                    .counts
+                    .records_read
+                    .saturating_sub(open.expected_end.saturating_sub(position));
+                self.counts.bytes_read = self.counts.bytes_read.saturating_sub(open.file.size);
+                break 'files;
             } else {
                 self.open = Some(open);
                 end = BatchEnd::Full;
@@ -1515,22 +1638,28 @@ impl Run {
         Ok(v)
     }
 
-    /// Forgets a batch a dead writer recorded but did not commit to the target: this run plans
-    /// its files again from the ledger and allocates the same number, so a quarantine commit
-    /// that already holds the batch's txn is not written twice (ADR 002: the recorded ranges
-    /// are not replayed exactly).
+    /// Gives up a batch a dead writer recorded but did not commit to the target, when its files
+    /// changed or are not in this run's source, so it cannot be landed exactly again: its files
+    /// are planned afresh. When its quarantine commit was made, the batch number stays taken
+    /// (committed without a target version), so the next batch gets a new number and its corrupt
+    /// records reach the quarantine table rather than meet a commit skipped for an old txn.
     fn reland(&mut self, batch: i64) -> Result<()> {
         let ms = self.lh.metastore().clone();
-        self.block_on(ms.delete_pending_batch(&self.info.table_id, batch))?;
+        let mut quarantined = false;
         if let Some((info, table)) = self.quarantine_if_exists()? {
             let have = self.block_on(strata_table::txn_version(
                 &table,
                 &info.name.to_string(),
                 &self.txn(batch).app_id,
             ))?;
-            if have.is_some_and(|v| v >= batch) {
-                tracing::warn!(table = %self.name, batch, "the quarantine table already holds this batch; its corrupt records stay there once");
-            }
+            quarantined = have.is_some_and(|v| v >= batch);
+        }
+        if quarantined {
+            tracing::warn!(table = %self.name, batch, "the quarantine table holds corrupt records of a stopped batch whose files changed; they are quarantined again with the new batch");
+            self.block_on(ms.set_batch_files(&self.info.table_id, batch, &[]))?;
+            self.block_on(ms.commit_batch(&self.info.table_id, batch, None, None, 0, 0))?;
+        } else {
+            self.block_on(ms.delete_pending_batch(&self.info.table_id, batch))?;
         }
         Ok(())
     }
@@ -1574,12 +1703,6 @@ struct Scan {
 fn dedup<'a>(names: &[&'a str]) -> Vec<&'a str> {
     let mut seen = HashSet::new();
     names.iter().copied().filter(|n| seen.insert(*n)).collect()
-}
-
-/// Whether a file has not been modified for `settle` (`--watch` leaves younger files for a
-/// later cycle).
-fn settled(modified_at: DateTime<Utc>, settle: Duration) -> bool {
-    (Utc::now() - modified_at).to_std().unwrap_or_default() >= settle
 }
 
 /// Compacts a bronze table's small files (an optimize commit with `dataChange=false`, which

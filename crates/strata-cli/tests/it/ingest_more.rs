@@ -1799,3 +1799,131 @@ fn truncated_avro_lands_its_complete_blocks_and_corrupt_rows() {
         );
     }
 }
+
+#[test]
+fn limits_in_strata_toml_bound_records_and_columns() {
+    let (tmp, dir) = lakehouse();
+    let config = dir.join("strata.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text
+        .replace("max_record_bytes = 67108864", "max_record_bytes = 100")
+        .replace("max_columns = 1000", "max_columns = 2");
+    assert!(text.contains("max_record_bytes = 100"), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let src = tmp.path().join("limits");
+    std::fs::create_dir_all(&src).unwrap();
+    let long = format!("{{\"a\": \"{}\"}}", "x".repeat(200));
+    std::fs::write(
+        src.join("l.ndjson"),
+        format!("{{\"a\": \"1\", \"b\": \"2\", \"c\": \"3\"}}\n{long}\n"),
+    )
+    .unwrap();
+    let r = ingest_json(&dir, &[src.to_str().unwrap(), "--into", "bronze.lim"]);
+    assert_eq!(num(&r, "records_read"), 2, "{r}");
+    assert_eq!(num(&r, "records_landed"), 2, "{r}");
+    assert_eq!(
+        num(&r, "records_corrupt"),
+        1,
+        "the 200-byte record is over the limit: {r}"
+    );
+    let rows = query(
+        &dir,
+        "SELECT a, b, _rescued_data, _corrupt_record FROM bronze.lim ORDER BY _source_line",
+    );
+    // Two data columns at most: `c` is rescued.
+    assert_eq!(rows[0]["a"], "1", "{rows:?}");
+    assert_eq!(rows[0]["b"], "2", "{rows:?}");
+    assert_eq!(rows[0]["_rescued_data"], "{\"c\":\"3\"}", "{rows:?}");
+    // The long record is kept as a reference, not its text.
+    let reference: Value =
+        serde_json::from_str(rows[1]["_corrupt_record"].as_str().unwrap()).unwrap();
+    assert_eq!(reference["length"], long.len(), "{reference}");
+}
+
+#[test]
+fn a_stopped_batch_lands_again_from_exactly_its_recorded_ranges() {
+    let (tmp, dir) = lakehouse();
+    let land = tmp.path().join("landing");
+    std::fs::create_dir_all(&land).unwrap();
+    std::fs::write(
+        land.join("b.ndjson"),
+        "{\"id\":\"b1\"}\n{\"id\":\n{\"id\":\"b3\"}\n",
+    )
+    .unwrap();
+    std::fs::write(land.join("c.ndjson"), "{\"id\":\"c1\"}\nnot json\n").unwrap();
+    let args = [
+        "--format",
+        "json",
+        "ingest",
+        land.to_str().unwrap(),
+        "--into",
+        "bronze.replayed",
+        "--corrupt",
+        "quarantine",
+    ];
+    // The first run stops after its quarantine commit, before the target's.
+    let out = Command::new(strata_bin())
+        .args(args)
+        .current_dir(&dir)
+        .env("STRATA_FAILPOINT", "ingest::after_quarantine_commit")
+        .env("STRATA_INGEST_LEASE_TTL", "0.5")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("failpoint"), "{}", text(&out));
+    assert_eq!(count(&dir, "quarantine.replayed"), 2);
+    assert_eq!(count(&dir, "bronze.replayed"), 0);
+
+    // A file that sorts first arrives before the re-run: it must not join the stopped batch,
+    // whose quarantine commit already holds that batch's txn.
+    std::fs::write(land.join("a.ndjson"), "{\"id\":\"a1\"}\n{oops\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1600));
+    let out = Command::new(strata_bin())
+        .args(args)
+        .current_dir(&dir)
+        .env("STRATA_INGEST_LEASE_TTL", "0.5")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(num(&r, "batches"), 2, "{r}");
+    assert_eq!(num(&r, "records_read"), 7, "{r}");
+    assert_eq!(num(&r, "records_landed"), 4, "{r}");
+    assert_eq!(num(&r, "records_quarantined"), 3, "{r}");
+
+    // Batch 1 is exactly what the stopped run recorded; the new file is batch 2.
+    let batches: Vec<(String, u64)> = query(
+        &dir,
+        "SELECT file_uri AS f, batch_id AS b FROM system.ingest_files ORDER BY file_uri",
+    )
+    .iter()
+    .map(|row| {
+        let f = row["f"].as_str().unwrap();
+        let name = f.rsplit('/').next().unwrap().to_string();
+        (name, row["b"].as_u64().unwrap())
+    })
+    .collect();
+    assert_eq!(
+        batches,
+        [
+            ("a.ndjson".to_string(), 2),
+            ("b.ndjson".to_string(), 1),
+            ("c.ndjson".to_string(), 1)
+        ]
+    );
+    // Every corrupt record is in quarantine once, the new file's included; every good one in
+    // bronze once.
+    let records: Vec<String> = query(
+        &dir,
+        "SELECT _record AS r FROM quarantine.replayed ORDER BY _record",
+    )
+    .iter()
+    .map(|row| row["r"].as_str().unwrap().to_string())
+    .collect();
+    assert_eq!(records, ["not json", "{\"id\":", "{oops"], "{records:?}");
+    let ids: Vec<String> = query(&dir, "SELECT id FROM bronze.replayed ORDER BY id")
+        .iter()
+        .map(|row| row["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["a1", "b1", "b3", "c1"]);
+}
