@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs Strata's whole test suite. Installs what the tests need (Python deltalake, DuckDB with
-# its delta extension, pyarrow, fastavro) into a cached virtual environment first.
+# its delta extension, pyarrow, fastavro; scripts/python-env.sh) into a cached virtual
+# environment first.
 #
-#   ./test.sh                 everything
-#   ./test.sh -p strata-sql   extra arguments go to `cargo test`
+#   ./test.sh                 everything: cargo test, then the benchmark's xs smoke test
+#   ./test.sh -p strata-sql   extra arguments go to `cargo test` (no smoke test)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -13,20 +14,8 @@ if ! command -v sqlite3 >/dev/null 2>&1; then
   (apt-get update -qq && apt-get install -y -qq sqlite3) >/dev/null
 fi
 
-cache="${STRATA_CACHE:-$HOME/.cache/strata}"
-venv="$cache/venv"
 # Pinned versions of the third-party readers the interoperability tests use.
-pins=(deltalake==1.6.6 duckdb==1.5.5 duckdb-extension-delta==1.5.5 pyarrow==26.0.1 fastavro==1.13.1)
-stamp="$venv/.strata-pins"
-
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "${pins[*]}" ]; then
-  echo "test.sh: installing ${pins[*]} into $venv" >&2
-  rm -rf "$venv"
-  mkdir -p "$cache"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "${pins[@]}"
-  echo "${pins[*]}" > "$stamp"
-fi
+. scripts/python-env.sh
 
 export STRATA_TEST_PYTHON="$venv/bin/python"
 # The DuckDB delta extension ships inside its package; tests load it by path.
@@ -42,5 +31,17 @@ if [ -z "$STRATA_DUCKDB_DELTA" ]; then
   exit 1
 fi
 
-if [ $# -eq 0 ]; then set -- --workspace; fi
+full=0
+if [ $# -eq 0 ]; then
+  full=1
+  set -- --workspace
+fi
 cargo test "$@"
+
+# The whole suite also runs the benchmark at size xs as a correctness smoke test: every engine
+# must produce the same tables (no timing is asserted). It uses the binaries the tests built.
+if [ "$full" -eq 1 ]; then
+  target="${CARGO_TARGET_DIR:-target}"
+  STRATA_BIN="$target/debug/strata" STRATA_BENCH_FLOORS="$target/debug/floors" \
+    STRATA_BENCH_RESULTS="${STRATA_BENCH_RESULTS:-$(mktemp -d)}" bench/run.sh xs
+fi

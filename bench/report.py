@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""Turns the harness's JSON lines into bench/RESULTS.md and one SVG bar chart per workload and
+size in bench/charts/.
+
+    report.py RESULTS_JSONL... [--out bench/RESULTS.md] [--charts bench/charts]
+
+For each size the latest benchmark run (bench_id) found in the files is reported; warm-up runs
+are left out. Needs only the Python standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import html
+import json
+import os
+import statistics
+import sys
+from collections import defaultdict
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+SIZES = {"xs": "10k rows in 4 files", "s": "1M rows in 16 files", "m": "10M rows in 64 files"}
+WORKLOADS = {
+    "a": "NDJSON into a bronze Delta table",
+    "c": "MERGE changed rows into silver.events",
+    "d": "Gold aggregations over silver.events",
+    "f": "1 200 small appends, then reading the latest version and version 537",
+}
+OPS = {
+    "ingest": "ingest every line of the files",
+    "merge_10k": "MERGE 10k changed rows (8k updates, 2k inserts)",
+    "merge_1m": "MERGE 1M changed rows (800k updates, 200k inserts)",
+    "agg_low": "low cardinality: per hour, country, event_type",
+    "agg_high": "high cardinality: per user_id",
+    "append": "1 200 INSERTs of 1 000 rows, a commit each",
+    "count_latest": "open the latest version and count its rows",
+    "count_v537": "open version 537 and count its rows",
+    "rss_v100": "Strata: SELECT count(*) .. VERSION AS OF 100",
+    "rss_v1200": "Strata: SELECT count(*) .. VERSION AS OF 1200",
+}
+LABELS = {
+    ("a", "strata"): "Strata: strata ingest (bronze Delta)",
+    ("a", "deltalake"): "pyarrow + deltalake write_deltalake",
+    ("a", "polars"): "Polars + write_delta",
+    ("a", "duckdb"): "DuckDB to Parquet (no Delta: a ceiling)",
+    ("c", "strata"): "Strata: MERGE INTO",
+    ("c", "deltalake"): "deltalake (Python) merge",
+    ("d", "strata"): "Strata: CREATE TABLE gold.. AS",
+    ("d", "duckdb"): "DuckDB delta_scan to Parquet",
+    ("d", "polars"): "Polars scan_delta to Parquet",
+    ("f", "strata"): "Strata",
+    ("f", "deltalake"): "deltalake (Python)",
+    ("f", "polars"): "Polars scan_delta",
+}
+# Engines that are no peer: Strata itself, the floors, and the no-Delta ceiling of workload a.
+NOT_PEERS = {"strata", "floor"}
+CEILINGS = {("a", "duckdb")}
+COLORS = {"strata": "#1f6feb", "deltalake": "#d29922", "polars": "#8250df", "duckdb": "#2da44e",
+          "floor": "#6e7781"}
+
+
+def label(workload: str, engine: str) -> str:
+    if engine == "floor":
+        return "floor (bench/floors)"
+    return LABELS.get((workload, engine), engine)
+
+
+def fmt_s(s: float | None) -> str:
+    if s is None:
+        return "–"
+    if s >= 100:
+        return f"{s:.0f} s"
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 0.01:
+        return f"{s * 1e3:.0f} ms"
+    return f"{s * 1e3:.1f} ms"
+
+
+def fmt_rate(r: float | None) -> str:
+    if r is None:
+        return "–"
+    for unit, f in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if r >= f:
+            return f"{r / f:.2f} {unit}"
+    return f"{r:.0f}"
+
+
+def fmt_ratio(r: float | None) -> str:
+    return "–" if r is None else f"{r:.2f}×"
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def load(paths: list[str]) -> list[dict]:
+    recs = []
+    for p in paths:
+        with open(p) as fh:
+            for i, line in enumerate(fh, 1):
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    recs.append(json.loads(line))
+                except ValueError:
+                    print(f"report: {p}:{i}: not JSON, skipped", file=sys.stderr)
+    return recs
+
+
+def summarise(recs: list[dict]) -> dict:
+    """{(workload, op): {engine: stats}} for the measured (non-warm-up) runs."""
+    by = defaultdict(lambda: defaultdict(list))
+    for r in recs:
+        if r.get("warmup"):
+            continue
+        by[(r["workload"], r["op"])][r["engine"]].append(r)
+    out = {}
+    for key, engines in by.items():
+        stats = {}
+        for engine, rs in engines.items():
+            ok = [r for r in rs if "error" not in r]
+            agree = [r.get("agree") for r in rs]
+            s = {
+                "runs": len(ok),
+                "errors": len(rs) - len(ok),
+                "op_s": median(r["op_s"] for r in ok),
+                "wall_s": median(r["wall_s"] for r in ok),
+                "cpu_s": median(r["cpu_s"] for r in ok),
+                "rss_mib": median(r["maxrss_kib"] / 1024 for r in ok),
+                "rows": median(r["rows"] for r in ok),
+                "op_min": min((r["op_s"] for r in ok), default=None),
+                "op_max": max((r["op_s"] for r in ok), default=None),
+                "op_source": ok[0]["op_source"] if ok else None,
+                "agree": (None if all(a is None for a in agree) and not (len(rs) - len(ok))
+                          else all(a is True for a in agree)),
+                "extra": ok[0].get("extra") if ok else None,
+            }
+            s["rows_per_s"] = s["rows"] / s["op_s"] if s["op_s"] and s["rows"] else None
+            stats[engine] = s
+        out[key] = stats
+    return out
+
+
+def engine_order(engines) -> list[str]:
+    pref = ["strata", "deltalake", "polars", "duckdb", "floor"]
+    return sorted(engines, key=lambda e: (pref.index(e) if e in pref else len(pref), e))
+
+
+def table(workload: str, op: str, stats: dict) -> list[str]:
+    peers = {e: s for e, s in stats.items()
+             if e not in NOT_PEERS and (workload, e) not in CEILINGS and s["op_s"]}
+    best_peer = min(peers.items(), key=lambda kv: kv[1]["op_s"]) if peers else None
+    floor = stats.get("floor", {}).get("op_s")
+    lines = [
+        "| engine | in-process (median) | wall (median) | CPU | peak RSS | rows/s | × best peer | × floor | runs | agrees |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for e in engine_order(stats):
+        s = stats[e]
+        vs_peer = s["op_s"] / best_peer[1]["op_s"] if best_peer and s["op_s"] else None
+        vs_floor = s["op_s"] / floor if floor and s["op_s"] else None
+        agree = {True: "yes", False: "**NO**", None: "not checked"}[s["agree"]]
+        if s["errors"]:
+            agree = f"**{s['errors']} failed**"
+        name = label(workload, e)
+        if s["op_source"] == "wall":
+            name += " (no --timing: wall)"
+        rss = "–" if s["rss_mib"] is None else f"{s['rss_mib']:.0f} MiB"
+        lines.append(
+            f"| {name} | {fmt_s(s['op_s'])} | {fmt_s(s['wall_s'])} | {fmt_s(s['cpu_s'])} | {rss} | "
+            f"{fmt_rate(s['rows_per_s'])} | {fmt_ratio(vs_peer)} | {fmt_ratio(vs_floor)} | {s['runs']} | {agree} |")
+    if best_peer:
+        lines.append("")
+        lines.append(f"Best peer: {label(workload, best_peer[0])}.")
+    return lines
+
+
+def svg_chart(title: str, panels: list[tuple[str, list[tuple[str, str, float | None, float | None]]]]) -> str:
+    """Horizontal bars: per panel (an operation) one row per engine with two bars, the median
+    in-process time (solid) and the median wall time (pale); for a peak-RSS panel (title starting
+    with "rss") one bar of peak RSS in MiB. Each panel has its own scale."""
+    width, left, right = 820, 250, 110
+    bar_w = width - left - right
+    row_h, bar_h = 30, 11
+    y = 62
+    parts = []
+    for ptitle, rows in panels:
+        parts.append(f'<text x="10" y="{y}" font-weight="bold">{html.escape(ptitle)}</text>')
+        y += 10
+        rss = ptitle.startswith("rss")
+        top = max([v for _, _, a, b in rows for v in (a, b) if v] or [1.0])
+        for engine, name, a, b in rows:
+            color = COLORS.get(engine, "#57606a")
+            parts.append(f'<text x="{left - 8}" y="{y + 16}" text-anchor="end">{html.escape(name)}</text>')
+            bars = [(a, 1.0, f"{a:.0f} MiB peak RSS" if a else "–")] if rss else [
+                (a, 1.0, fmt_s(a)), (b, 0.35, fmt_s(b) + " wall")]
+            for i, (v, opacity, text) in enumerate(bars):
+                yy = y + 3 + i * (bar_h + 2)
+                w = 0 if not v else max(1.0, bar_w * v / top)
+                parts.append(f'<rect x="{left}" y="{yy}" width="{w:.1f}" height="{bar_h}" '
+                             f'fill="{color}" fill-opacity="{opacity}"/>')
+                parts.append(f'<text x="{left + w + 4:.1f}" y="{yy + bar_h - 1}" font-size="10">'
+                             f'{html.escape(text)}</text>')
+            y += row_h
+        y += 16
+    height = y + 10
+    head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">'
+            f'<rect width="100%" height="100%" fill="white"/>'
+            f'<text x="10" y="20" font-size="14" font-weight="bold">{html.escape(title)}</text>'
+            f'<text x="10" y="38" font-size="11" fill="#57606a">solid: time inside the process; '
+            f'pale: the whole process (wall). Medians; each operation has its own scale.</text>')
+    return head + "".join(parts) + "</svg>\n"
+
+
+METHOD = """\
+## How each column was measured
+
+Each engine runs as its own process, once per run; the harness (`bench/harness.py`) starts it
+through a small launcher (`bench/rusage.c`) that waits for it with `wait4` and records its wall
+time, CPU time and peak RSS.
+
+| column | how |
+|---|---|
+| in-process | the operation's own time inside its process, after start-up and imports: Strata's `--timing` line (`Time: X ms`, printed on stderr by the binary), a peer's `time.perf_counter()` around the operation only, a floor's own `op_s` |
+| wall | the whole process, from fork to exit (includes start-up, Python imports, loading extensions, opening the lakehouse) |
+| CPU | user + system CPU time of the process (`ru_utime + ru_stime` of `os.wait4`) |
+| peak RSS | the process's peak resident set size (`ru_maxrss`) |
+| rows/s | rows of the operation / median in-process time (a: lines of input; c: changed rows; d: rows of silver.events; f append: 1 200 000 rows; f counts: the rows counted) |
+| × best peer | median in-process time / the fastest peer's; below 1 is faster than every peer. The no-Delta ceiling of workload a is no peer |
+| × floor | median in-process time / the floor's (bench/floors: the same job with only arrow and parquet, one thread) |
+| agrees | the checker (DuckDB, `bench/check.py`) found this engine's output identical to the others' (and, for workload a, to the source files) |
+
+All values are medians over the measured runs; one warm-up run per engine came first and is not
+counted (none for a one-run smoke test). Engines alternate their order from run to run. Strata
+runs with a user's defaults (no benchmark-only flag or setting); peers use their libraries'
+defaults.
+"""
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", nargs="+")
+    p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    p.add_argument("--charts", default=os.path.join(HERE, "charts"))
+    a = p.parse_args()
+    recs = load(a.results)
+    if not recs:
+        print("report: no results", file=sys.stderr)
+        return 1
+    latest: dict[str, str] = {}
+    for r in recs:
+        if r["bench_id"] > latest.get(r["size"], ""):
+            latest[r["size"]] = r["bench_id"]
+    os.makedirs(a.charts, exist_ok=True)
+    md = ["# Strata benchmark results", "",
+          f"Written by `bench/report.py` on {dt.date.today().isoformat()} from "
+          f"{', '.join('`' + os.path.relpath(x, os.path.dirname(a.out)) + '`' for x in a.results)}. "
+          "How the benchmark works: [README.md](README.md).", "", METHOD]
+    order = sorted(latest, key=lambda s: (list(SIZES).index(s) if s in SIZES else 99, s))
+    for size in order:
+        rs = [r for r in recs if r["bench_id"] == latest[size]]
+        meta = next(r for r in rs)
+        m = meta["machine"]
+        runs = max((r["run"] for r in rs), default=0)
+        warm = any(r.get("warmup") for r in rs)
+        md += [f"## Size {size}: {SIZES.get(size, size)}, seed {meta['seed']}", ""]
+        md += [f"- run `{meta['bench_id']}`, {min(r['time'] for r in rs if 'time' in r)} (UTC)",
+               f"- command: `{meta['command']}`",
+               f"- git revision: `{meta['git_rev']}`{' (with uncommitted changes)' if meta.get('git_dirty') else ''}",
+               f"- machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB memory, {m['os']} {m['kernel']}",
+               "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(meta["versions"].items())
+                                          if k not in ("strata_bin", "floors")),
+               f"- strata binary: `{meta['versions'].get('strata_bin', '?')}`"
+               + (f"; floors: `{meta['versions']['floors']}`" if meta["versions"].get("floors") else "; no floors"),
+               f"- runs: {runs} measured" + (", after one warm-up" if warm else ", no warm-up (smoke test)"),
+               ""]
+        for note in meta.get("notes", []):
+            md += [f"Note: {note}.", ""]
+        if "/debug/" in meta["versions"].get("strata_bin", ""):
+            md += ["**The strata binary was a debug build: its times say nothing about a release "
+                   "build.**", ""]
+        if meta.get("rusage") and meta["rusage"] != "rusage.c launcher":
+            md += ["Peak RSS was read without the rusage launcher (no C compiler): each value "
+                   "includes the harness's own resident size at the fork.", ""]
+        failures = [r for r in rs if "error" in r or r.get("agree") is False]
+        if failures:
+            md += ["**This run failed its checks:**", ""]
+            for r in failures:
+                md.append(f"- {r['workload']}/{r['op']} {r['engine']} run {r['run']}: "
+                          + (r.get("error", "result differs").splitlines()[0]))
+            md.append("")
+        summary = summarise(rs)
+        for w in sorted({k[0] for k in summary}):
+            md += [f"### {w}: {WORKLOADS.get(w, w)}", ""]
+            panels = []
+            rss_rows: list = []
+            ops = sorted((k[1] for k in summary if k[0] == w), key=lambda o: list(OPS).index(o) if o in OPS else 99)
+            for op in ops:
+                stats = summary[(w, op)]
+                md += [f"**{op}**: {OPS.get(op, op)}", ""]
+                md += table(w, op, stats)
+                md.append("")
+                if op == "append":
+                    for e in engine_order(stats):
+                        commits = (stats[e]["extra"] or {}).get("commits")
+                        if stats[e]["op_s"] and commits:
+                            md.append(f"- {label(w, e)}: {commits / stats[e]['op_s']:.1f} commits/s "
+                                      f"({commits} commits / median in-process time)")
+                    md.append("")
+                if op.startswith("rss"):
+                    rss_rows += [(e, f"{label(w, e)}, version {op[5:]}", stats[e]["rss_mib"], None)
+                                 for e in engine_order(stats)]
+                else:
+                    panels.append((f"{op}: {OPS.get(op, op)}",
+                                   [(e, label(w, e), stats[e]["op_s"], stats[e]["wall_s"])
+                                    for e in engine_order(stats)]))
+            if rss_rows:
+                panels.append(("rss: peak RSS of SELECT count(*) .. VERSION AS OF N", rss_rows))
+            if w == "f" and (w, "rss_v100") in summary and (w, "rss_v1200") in summary:
+                lo = summary[(w, "rss_v100")]["strata"]["rss_mib"]
+                hi = summary[(w, "rss_v1200")]["strata"]["rss_mib"]
+                if lo and hi:
+                    verdict = "within" if hi <= 1.10 * lo else "**not within**"
+                    md += [f"Strata's peak RSS reading version 1200 is {hi:.0f} MiB against {lo:.0f} MiB for "
+                           f"version 100: {hi / lo:.2f}×, {verdict} the target of 10%.", ""]
+            chart = f"{size}-{w}.svg"
+            with open(os.path.join(a.charts, chart), "w") as fh:
+                fh.write(svg_chart(f"Size {size}, workload {w}: {WORKLOADS.get(w, w)}", panels))
+            rel = os.path.relpath(os.path.join(a.charts, chart), os.path.dirname(os.path.abspath(a.out)))
+            md += [f"![workload {w} at size {size}]({rel})", ""]
+    with open(a.out, "w") as fh:
+        fh.write("\n".join(md).rstrip() + "\n")
+    print(f"report: wrote {a.out} and {len(order)} size(s) of charts in {a.charts}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
