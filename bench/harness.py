@@ -327,7 +327,9 @@ class Harness:
         for r in recs:
             if r.get("engine") in skip or "error" in r:
                 continue
-            r["agree"] = ok and json.dumps(key(r["result"]), sort_keys=True) == want
+            # a record that failed an earlier check stays failed
+            r["agree"] = (r.get("agree") is not False and ok
+                          and json.dumps(key(r["result"]), sort_keys=True) == want)
         engines = sorted({r["engine"] for r in checked})
         if ok:
             print(f"agreement {label}: {', '.join(engines)} agree: {want}", flush=True)

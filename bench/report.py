@@ -3,9 +3,14 @@
 size in bench/charts/.
 
     report.py RESULTS_JSONL... [--out bench/RESULTS.md] [--charts bench/charts]
+              [--notes bench/targets-notes.toml]
 
 For each size the latest benchmark run (bench_id) found in the files is reported; warm-up runs
-are left out. Needs only the Python standard library.
+are left out. Each size gets a "Targets" section (also printed): the performance targets (a1 ..
+f3, see TARGETS) with PASS, MISSED or "not measured", judged on the medians the tables show, from
+runs that neither failed nor disagreed; the targets are defined for size s. "What stands in the
+way" of each comes from the notes file (target id = text, or a table of operation = text).
+Needs only the Python standard library (3.11+ for a TOML notes file).
 """
 
 from __future__ import annotations
@@ -243,12 +248,345 @@ defaults.
 """
 
 
+# ---------------------------------------------------------------- targets
+
+# The size the targets are defined for; at every other size the verdicts are for information.
+TARGET_SIZE = "s"
+NOTES_FILE = os.path.join(HERE, "targets-notes.toml")
+# (id, the target as stated)
+TARGETS = [
+    ("a1", "ingest: Strata's rows/s at least 1.5× the best Delta-writing peer's (pyarrow + deltalake, "
+           "Polars + write_delta; the DuckDB-to-Parquet ceiling does not count)"),
+    ("a2", "ingest: Strata's rows/s at least 0.8× the floor's"),
+    ("c1", "each MERGE: Strata's time at most 1.5× the floor's"),
+    ("c2", "each MERGE: Strata's peak RSS at most 2× the bytes of the files it touches (the floor's "
+           "`bytes_rewritten`: the files that hold a changed key)"),
+    ("d1", "each aggregation: Strata no slower than the faster of DuckDB and Polars"),
+    ("f1", "version 537's count: Strata faster than both Python deltalake and Polars"),
+    ("f2", "small appends: Strata's commits/s at least 0.75× the floor's"),
+    ("f3", "Strata's peak RSS reading version 1200 within 10% of reading version 100 (ratio at most 1.10)"),
+]
+TARGET_TEXT = dict(TARGETS)
+MERGE_OPS = ["merge_10k", "merge_1m"]
+AGG_OPS = ["agg_low", "agg_high"]
+
+
+# Short engine names for the targets' sentences.
+SHORT = {("a", "deltalake"): "pyarrow + deltalake", ("a", "polars"): "Polars + write_delta",
+         "strata": "Strata", "deltalake": "Python deltalake", "polars": "Polars", "duckdb": "DuckDB",
+         "floor": "the floor"}
+
+
+def short(workload: str, engine: str) -> str:
+    return SHORT.get((workload, engine)) or SHORT.get(engine, engine)
+
+
+class NotMeasured(Exception):
+    """A target's inputs are missing; the message says which."""
+
+
+def fmt_x(r: float) -> str:
+    if r >= 100:
+        return f"{r:.0f}×"
+    if r >= 10:
+        return f"{r:.1f}×"
+    return f"{r:.2f}×"
+
+
+def fmt_bytes(b: float) -> str:
+    for unit, f in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if b >= f:
+            return f"{b / f:.1f} {unit}"
+    return f"{b:.0f} B"
+
+
+def judge(ratio: float, bound: float, kind: str, what: str) -> tuple[bool, str]:
+    """kind: "min" (ratio >= bound), "max" (ratio <= bound) or "below" (ratio < bound)."""
+    if kind == "min":
+        ok, phrase = ratio >= bound, "at least"
+        factor = bound / ratio if ratio > 0 else float("inf")
+    elif kind == "max":
+        ok, phrase = ratio <= bound, "at most"
+        factor = ratio / bound
+    else:
+        ok, phrase = ratio < bound, "below"
+        factor = ratio / bound
+    text = f"{fmt_x(ratio)} {what}, target {phrase} {bound:g}×: "
+    if ok:
+        return True, text + "met"
+    f = "∞" if factor == float("inf") else (f"{factor:.2f}" if factor < 10 else f"{factor:.0f}")
+    return False, text + f"missed by a factor {f}"
+
+
+class TargetInputs:
+    """The measured runs of one benchmark run (one size), for the targets: warm-up runs, runs that
+    failed and runs whose output disagreed are left out."""
+
+    def __init__(self, rs: list[dict]) -> None:
+        self.rs = [r for r in rs if not r.get("warmup")]
+        self.workloads = {r["workload"] for r in self.rs}
+        self.left_out: list[str] = []  # per target evaluation: the runs left out, said in the row
+
+    def runs(self, w: str, op: str, engine: str) -> list[dict]:
+        if w not in self.workloads:
+            raise NotMeasured(f"workload {w} was not run")
+        ops = [r for r in self.rs if r["workload"] == w and r["op"] == op]
+        if not ops:
+            why = " (the 1M-row MERGE runs only at sizes s and m)" if op == "merge_1m" else ""
+            raise NotMeasured(f"no {op} run{why}")
+        mine = [r for r in ops if r["engine"] == engine]
+        if not mine:
+            if engine == "floor":
+                raise NotMeasured("no floor run (floors skipped: no floors binary)")
+            raise NotMeasured(f"no {short(w, engine)} run of {op}")
+        good = [r for r in mine if "error" not in r and r.get("agree") is not False]
+        bad = len(mine) - len(good)
+        if not good:
+            raise NotMeasured(f"all {bad} measured {short(w, engine)} runs of {op} failed or disagreed "
+                              "with the others: none is used")
+        note = f"{bad} of {len(mine)} {short(w, engine)} runs of {op} left out (failed or disagreed)"
+        if bad and note not in self.left_out:
+            self.left_out.append(note)
+        return good
+
+    def op_s(self, w: str, op: str, engine: str) -> float:
+        t = median(r.get("op_s") for r in self.runs(w, op, engine))
+        if not t:
+            raise NotMeasured(f"{short(w, engine)} has no in-process time for {op}")
+        return t
+
+    def rows_per_s(self, w: str, op: str, engine: str) -> float:
+        rows = median(r.get("rows") for r in self.runs(w, op, engine))
+        if not rows:
+            raise NotMeasured(f"{short(w, engine)} has no row count for {op}")
+        return rows / self.op_s(w, op, engine)
+
+    def rss_bytes(self, w: str, op: str, engine: str) -> float:
+        kib = median(r.get("maxrss_kib") for r in self.runs(w, op, engine))
+        if not kib:
+            raise NotMeasured(f"{short(w, engine)} has no peak RSS for {op}")
+        return kib * 1024
+
+    def commits_per_s(self, w: str, op: str, engine: str) -> float:
+        runs = self.runs(w, op, engine)
+        commits = median((r.get("extra") or {}).get("commits") for r in runs)
+        if commits:  # as the table's line: commits / median in-process time
+            return commits / self.op_s(w, op, engine)
+        rate = median((r.get("extra") or {}).get("commits_per_s") for r in runs)
+        if not rate:
+            raise NotMeasured(f"{short(w, engine)}'s {op} records carry no commits_per_s")
+        return rate
+
+    def floor_extra(self, w: str, op: str, key: str) -> list:
+        return [((r.get("extra") or {}).get("floor") or {}).get(key) for r in self.runs(w, op, "floor")]
+
+
+def evaluate_targets(rs: list[dict], notes: dict) -> list[dict]:
+    """One row per target (and per operation for c1, c2, d1): id, op, target, measured, ratio,
+    verdict (PASS, MISSED, not measured, info), note."""
+    t = TargetInputs(rs)
+    rows: list[dict] = []
+
+    def row(tid: str, op: str | None, fn, info: bool = False) -> None:
+        t.left_out = []
+        try:
+            measured, (ok, ratio) = fn()
+            verdict = "info" if info else ("PASS" if ok else "MISSED")
+        except NotMeasured as e:
+            measured, ratio, verdict = "", str(e), "not measured"
+        if t.left_out:
+            measured = (measured + "; " if measured else "") + "; ".join(t.left_out)
+        note = notes.get(tid, "")
+        if isinstance(note, dict):
+            note = note.get(op or "", "")
+        elif info:  # a target's note is not about the rows shown for information
+            note = ""
+        rows.append({"id": tid, "op": op, "info": info, "measured": measured,
+                     "target": f"{op}: shown for information, no target" if info else TARGET_TEXT[tid],
+                     "ratio": ratio, "verdict": verdict, "note": note if isinstance(note, str) else ""})
+
+    def a1():
+        s = t.rows_per_s("a", "ingest", "strata")
+        peers = {e: t.rows_per_s("a", "ingest", e) for e in ("deltalake", "polars")}
+        best = max(peers, key=peers.get)
+        return (f"Strata {fmt_rate(s)} rows/s; " + ", ".join(f"{short('a', e)} {fmt_rate(v)} rows/s"
+                                                          for e, v in peers.items()),
+                judge(s / peers[best], 1.5, "min", f"the best Delta peer's rows/s ({short('a', best)})"))
+
+    def a2():
+        s = t.rows_per_s("a", "ingest", "strata")
+        f = t.rows_per_s("a", "ingest", "floor")
+        return (f"Strata {fmt_rate(s)} rows/s, floor {fmt_rate(f)} rows/s",
+                judge(s / f, 0.8, "min", "the floor's rows/s"))
+
+    def c1(op):
+        def go():
+            s, f = t.op_s("c", op, "strata"), t.op_s("c", op, "floor")
+            return (f"Strata {fmt_s(s)}, floor {fmt_s(f)}", judge(s / f, 1.5, "max", "the floor's time"))
+        return go
+
+    def c2(op):
+        def go():
+            rss = t.rss_bytes("c", op, "strata")
+            touched = median(t.floor_extra("c", op, "bytes_rewritten"))
+            if not touched:
+                raise NotMeasured(f"the floor's {op} records carry no bytes_rewritten")
+            files = median(t.floor_extra("c", op, "files_rewritten"))
+            in_files = f" in {files:.0f} file{'s' if files != 1 else ''}" if files is not None else ""
+            return (f"Strata's peak RSS {fmt_bytes(rss)}; touched files {fmt_bytes(touched)}{in_files}",
+                    judge(rss / touched, 2.0, "max", "the touched files' bytes"))
+        return go
+
+    def d1(op):
+        def go():
+            s = t.op_s("d", op, "strata")
+            peers = {e: t.op_s("d", op, e) for e in ("duckdb", "polars")}
+            best = min(peers, key=peers.get)
+            return (f"Strata {fmt_s(s)}; " + ", ".join(f"{short('d', e)} {fmt_s(v)}" for e, v in peers.items()),
+                    judge(s / peers[best], 1.0, "max", f"the faster peer's time ({short('d', best)})"))
+        return go
+
+    def f1(op, info=False):
+        def go():
+            s = t.op_s("f", op, "strata")
+            peers = {e: t.op_s("f", op, e) for e in ("deltalake", "polars")}
+            best = min(peers, key=peers.get)
+            what = f"the faster peer's time ({short('f', best)})"
+            measured = f"Strata {fmt_s(s)}; " + ", ".join(f"{short('f', e)} {fmt_s(v)}" for e, v in peers.items())
+            if info:
+                return measured, (None, f"{fmt_x(s / peers[best])} {what}")
+            return measured, judge(s / peers[best], 1.0, "below", what)
+        return go
+
+    def f2():
+        s, f = t.commits_per_s("f", "append", "strata"), t.commits_per_s("f", "append", "floor")
+        return (f"Strata {s:.1f} commits/s, floor {f:.1f} commits/s",
+                judge(s / f, 0.75, "min", "the floor's commits/s"))
+
+    def f3():
+        lo, hi = t.rss_bytes("f", "rss_v100", "strata"), t.rss_bytes("f", "rss_v1200", "strata")
+        return (f"Strata's peak RSS {fmt_bytes(hi)} at version 1200, {fmt_bytes(lo)} at version 100",
+                judge(hi / lo, 1.10, "max", "version 100's peak RSS"))
+
+    row("a1", None, a1)
+    row("a2", None, a2)
+    for op in MERGE_OPS:
+        row("c1", op, c1(op))
+    for op in MERGE_OPS:
+        row("c2", op, c2(op))
+    for op in AGG_OPS:
+        row("d1", op, d1(op))
+    row("f1", "count_v537", f1("count_v537"))
+    row("f1", "count_latest", f1("count_latest", info=True), info=True)
+    row("f2", None, f2)
+    row("f3", None, f3)
+    return rows
+
+
+def load_notes(path: str) -> tuple[dict, str | None]:
+    """The free text of "what stands in the way": {target id: text} or {target id: {op: text}}, from
+    a TOML file (or JSON, by its extension). A missing file gives no notes."""
+    if not os.path.exists(path):
+        return {}, None
+    try:
+        if path.endswith(".json"):
+            with open(path) as fh:
+                notes = json.load(fh)
+        else:
+            import tomllib  # Python 3.11+
+            with open(path, "rb") as fh:
+                notes = tomllib.load(fh)
+    except (OSError, ValueError, ImportError) as e:
+        print(f"report: {path}: cannot read the targets' notes: {e}", file=sys.stderr)
+        return {}, None
+    if not isinstance(notes, dict):
+        print(f"report: {path}: not a table of target id = text, ignored", file=sys.stderr)
+        return {}, None
+    kept: dict = {}
+    for k, v in notes.items():
+        if k not in TARGET_TEXT:
+            print(f"report: {path}: {k!r} is no target id ({', '.join(TARGET_TEXT)}), ignored", file=sys.stderr)
+        elif isinstance(v, str):
+            kept[k] = v
+        elif isinstance(v, dict):
+            kept[k] = {op: x for op, x in v.items() if isinstance(x, str)}
+            for op in v.keys() - kept[k].keys():
+                print(f"report: {path}: {k}.{op}: not text, ignored", file=sys.stderr)
+        else:
+            print(f"report: {path}: {k}: expected text, or a table of operation = text; ignored",
+                  file=sys.stderr)
+    return kept, path
+
+
+def md_cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def targets_section(size: str, meta: dict, rows: list[dict], notes_path: str | None, out_dir: str) -> list[str]:
+    strata_debug = "/debug/" in meta["versions"].get("strata_bin", "")
+    floors_debug = "/debug/" in (meta["versions"].get("floors") or "")
+    lines = ["### Targets", ""]
+    if size == TARGET_SIZE:
+        lines += [f"The targets are defined for size {TARGET_SIZE}: these verdicts count.", ""]
+    else:
+        lines += [f"The targets are defined for size {TARGET_SIZE} ({SIZES[TARGET_SIZE]}) only: at size "
+                  f"{size} these verdicts are for information and count for nothing.", ""]
+    if strata_debug or floors_debug:
+        which = " and ".join(x for x, d in (("Strata", strata_debug), ("the floors", floors_debug)) if d)
+        lines += [f"**{which} {'were debug builds' if ' and ' in which else 'was a debug build'} in "
+                  "this run: these verdicts say nothing about a release build.**", ""]
+    lines += [
+        "Times are the median in-process time over the measured runs and peak RSS the median "
+        "`ru_maxrss`, as in the tables below; rows/s is rows / that time. Runs that failed, or whose "
+        "output disagreed with the other engines', are not used: a target left without runs of an "
+        "engine it needs is not measured.",
+        "",
+        "| target | goal | measured | ratio vs target | verdict | what stands in the way |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        tid = r["id"] + (f" ({r['op']})" if r["op"] else "")
+        verdict = {"PASS": "PASS", "MISSED": "**MISSED**", "info": "for information",
+                   "not measured": "not measured"}[r["verdict"]]
+        lines.append(f"| {tid} | {md_cell(r['target'])} | {md_cell(r['measured']) or '–'} | {md_cell(r['ratio'])} | "
+                     f"{verdict} | {md_cell(r['note'])} |")
+    counted = [r for r in rows if not r["info"]]
+    lines += ["", ", ".join(f"{sum(r['verdict'] == v for r in counted)} {v}"
+                            for v in ("PASS", "MISSED", "not measured")) + "."]
+    if notes_path:
+        rel = os.path.relpath(os.path.abspath(notes_path), out_dir)
+        lines.append(f"\"What stands in the way\" comes from `{rel}`.")
+    else:
+        lines.append(f"\"What stands in the way\" is read from `bench/{os.path.basename(NOTES_FILE)}` "
+                     "(target id = text, or a table of operation = text); there was none.")
+    return lines + [""]
+
+
+def print_targets(size: str, meta: dict, rows: list[dict]) -> None:
+    debug = "/debug/" in meta["versions"].get("strata_bin", "") or "/debug/" in (meta["versions"].get("floors") or "")
+    head = f"targets at size {size}: " + ("they count" if size == TARGET_SIZE else
+                                          f"for information only (the targets are defined for size {TARGET_SIZE})")
+    if debug:
+        head += "; a debug build: these verdicts say nothing"
+    print(head)
+    for r in rows:
+        tid = r["id"] + (f" {r['op']}" if r["op"] else "")
+        print(f"  {tid:<17} {r['verdict']:<12} {r['ratio']}" + (" (for information, no target)" if r["info"] else ""))
+        if r["measured"]:
+            print(f"  {'':<17} {'':<12} ({r['measured']})")
+        if r["note"]:
+            print(f"  {'':<17} {'':<12} in the way: {' '.join(r['note'].split())}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", nargs="+")
     p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     p.add_argument("--charts", default=os.path.join(HERE, "charts"))
+    p.add_argument("--notes", default=NOTES_FILE,
+                   help="what stands in the way of each target: TOML (or .json), target id = text")
     a = p.parse_args()
+    notes, notes_path = load_notes(a.notes)
     recs = load(a.results)
     if not recs:
         print("report: no results", file=sys.stderr)
@@ -295,6 +633,9 @@ def main() -> int:
                 md.append(f"- {r['workload']}/{r['op']} {r['engine']} run {r['run']}: "
                           + (r.get("error", "result differs").splitlines()[0]))
             md.append("")
+        target_rows = evaluate_targets(rs, notes)
+        md += targets_section(size, meta, target_rows, notes_path, os.path.dirname(os.path.abspath(a.out)))
+        print_targets(size, meta, target_rows)
         summary = summarise(rs)
         for w in sorted({k[0] for k in summary}):
             md += [f"### {w}: {WORKLOADS.get(w, w)}", ""]
