@@ -3,7 +3,8 @@
 //! with Strata's engine, so a ratio to them says how far Strata is from the machine.
 //!
 //! ```text
-//! floors ingest  --data DIR --out DIR     NDJSON -> bronze's shape (strings) -> Parquet zstd(1)
+//! floors ingest  --data DIR --out DIR [--compression zstd1|snappy]
+//!                                          NDJSON -> bronze's shape (strings) -> Parquet zstd(1)
 //! floors merge   --table DIR --changes DIR --out DIR
 //!                                          rewrite only the target files holding changed keys
 //! floors commits --dir DIR [--n 1200]      fsync'd small writes (a commit each) per second
@@ -47,7 +48,11 @@ const BATCH_ROWS: usize = 8192;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("ingest") => ingest(&arg(&args, "--data"), &arg(&args, "--out")),
+        Some("ingest") => ingest(
+            &arg(&args, "--data"),
+            &arg(&args, "--out"),
+            opt(&args, "--compression").as_deref().unwrap_or("zstd1"),
+        ),
         Some("merge") => merge(
             &arg(&args, "--table"),
             &arg(&args, "--changes"),
@@ -82,8 +87,12 @@ fn arg(args: &[String], name: &str) -> PathBuf {
 }
 
 fn props() -> WriterProperties {
+    props_with(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+}
+
+fn props_with(compression: Compression) -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        .set_compression(compression)
         .build()
 }
 
@@ -111,7 +120,12 @@ fn sorted_files(dir: &Path, ext: &str) -> Res<Vec<PathBuf>> {
 /// NDJSON to bronze's shape: each field as its literal text (objects as JSON text), a line
 /// that is not an object as a corrupt row, plus source file and line; one Parquet file per
 /// input file, zstd(1), on this thread.
-fn ingest(data: &Path, out: &Path) -> Res<()> {
+fn ingest(data: &Path, out: &Path, compression: &str) -> Res<()> {
+    let props = match compression {
+        "zstd1" => props(),
+        "snappy" => props_with(Compression::SNAPPY),
+        other => return Err(format!("--compression {other}: expected zstd1 or snappy").into()),
+    };
     fs::create_dir_all(out)?;
     let mut fields: Vec<Field> = COLUMNS
         .iter()
@@ -126,7 +140,7 @@ fn ingest(data: &Path, out: &Path) -> Res<()> {
     for (i, path) in sorted_files(data, "ndjson")?.iter().enumerate() {
         let uri = format!("file://{}", path.display());
         let file = File::create(out.join(format!("part-{i:05}.parquet")))?;
-        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props()))?;
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props.clone()))?;
         let mut builders: Vec<StringBuilder> =
             (0..=COLUMNS.len()).map(|_| StringBuilder::new()).collect();
         let mut lines: Vec<i64> = Vec::new();
@@ -167,11 +181,16 @@ fn ingest(data: &Path, out: &Path) -> Res<()> {
         }
         writer.close()?;
     }
+    let bytes_out: u64 = fs::read_dir(out)?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
     report(
         "ingest",
         started,
         rows,
-        serde_json::json!({"corrupt": corrupt, "bytes_in": bytes}),
+        serde_json::json!({"corrupt": corrupt, "bytes_in": bytes, "bytes_out": bytes_out,
+                           "compression": compression}),
     );
     Ok(())
 }

@@ -15,6 +15,8 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{StructField, StructType, Transaction};
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::write::SchemaMode;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
 use strata_core::types::{UTC, type_name};
 use url::Url;
@@ -355,6 +357,18 @@ async fn txn_committed(table: &DeltaTable, name: &str, txn: &Txn) -> Result<bool
     Ok(have.is_some_and(|v| v >= txn.version))
 }
 
+/// How Strata writes Parquet, in every write, MERGE, DELETE, UPDATE, OPTIMIZE and ingest:
+/// zstd level 1 (`ZstdLevel::default()`), about as fast to write as Snappy (deltalake's default
+/// for writes) with smaller files, and cheaper than the zstd(4) deltalake's OPTIMIZE uses.
+/// `floors ingest --compression snappy|zstd1` (bench/floors) measures the trade on a machine;
+/// `bench/RESULTS.md` has the figures.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_created_by(format!("strata {}", env!("CARGO_PKG_VERSION")))
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build()
+}
+
 fn commit_properties(opts: &WriteOptions) -> CommitProperties {
     let mut cp = CommitProperties::default();
     if let Some(t) = &opts.txn {
@@ -435,7 +449,8 @@ pub async fn append(
         .with_input_plan(data.logical_plan().clone())
         .with_save_mode(SaveMode::Append)
         .with_session_state(opts.session())
-        .with_commit_properties(commit_properties(opts));
+        .with_commit_properties(commit_properties(opts))
+        .with_writer_properties(writer_properties());
     if opts.evolve_schema {
         builder = builder.with_schema_mode(SchemaMode::Merge);
     }
@@ -543,6 +558,7 @@ pub async fn replace_where(
         .with_replace_where(expr)
         .with_session_state(session)
         .with_commit_properties(commit_properties(opts))
+        .with_writer_properties(writer_properties())
         .await;
     match result {
         Ok(t) => {
@@ -641,7 +657,8 @@ pub async fn merge_with(
         .with_source_alias(&spec.source_alias)
         .with_target_alias(&spec.target_alias)
         .with_session_state(opts.session())
-        .with_commit_properties(commit_properties(opts));
+        .with_commit_properties(commit_properties(opts))
+        .with_writer_properties(writer_properties());
     let fail = |e| Error::delta(name, e);
     // one WHEN clause: its optional predicate, then its (column, value) pairs
     macro_rules! clause {
@@ -814,7 +831,8 @@ pub async fn delete(
     let mut builder = table
         .delete()
         .with_session_state(opts.session())
-        .with_commit_properties(commit_properties(opts));
+        .with_commit_properties(commit_properties(opts))
+        .with_writer_properties(writer_properties());
     if let Some(p) = predicate {
         builder = builder.with_predicate(p);
     }
@@ -852,6 +870,7 @@ pub async fn update(
         .update()
         .with_session_state(opts.session())
         .with_commit_properties(commit_properties(opts))
+        .with_writer_properties(writer_properties())
         .with_safe_cast(false);
     if let Some(p) = predicate {
         builder = builder.with_predicate(p);
@@ -909,7 +928,7 @@ pub async fn optimize(
     zorder: Option<Vec<String>>,
 ) -> Result<(DeltaTable, OptimizeOutcome)> {
     let before = current_version(&table);
-    let mut builder = table.optimize();
+    let mut builder = table.optimize().with_writer_properties(writer_properties());
     if let Some(cols) = zorder {
         if cols.is_empty() {
             return Err(Error::InvalidInput(
@@ -1085,7 +1104,8 @@ pub async fn create_table_as(
         .with_configuration(props.into_iter().map(|(k, v)| (k, Some(v))))
         .with_partition_columns(spec.partition_by.clone())
         .with_session_state(opts.session())
-        .with_commit_properties(commit_properties(opts));
+        .with_commit_properties(commit_properties(opts))
+        .with_writer_properties(writer_properties());
     if let Some(c) = &spec.comment {
         builder = builder.with_description(c.clone());
     }

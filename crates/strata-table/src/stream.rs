@@ -49,7 +49,7 @@ impl FileWriter {
         let config = WriterConfig::new(
             schema.clone(),
             partitions,
-            None,
+            Some(crate::ops::writer_properties()),
             NonZeroU64::new(TARGET_FILE_SIZE),
             None,
             snapshot.table_config().num_indexed_cols(),
