@@ -675,6 +675,10 @@ def main() -> int:
                 fh.write(svg_chart(f"Size {size}, workload {w}: {WORKLOADS.get(w, w)}", panels))
             rel = os.path.relpath(os.path.join(a.charts, chart), os.path.dirname(os.path.abspath(a.out)))
             md += [f"![workload {w} at size {size}]({rel})", ""]
+    # The log of changes made to speed Strata up, each with its measured effect, kept by hand.
+    changes = os.path.join(HERE, "changes.md")
+    if os.path.exists(changes):
+        md += ["", open(changes, encoding="utf-8").read().rstrip(), ""]
     with open(a.out, "w") as fh:
         fh.write("\n".join(md).rstrip() + "\n")
     print(f"report: wrote {a.out} and {len(order)} size(s) of charts in {a.charts}")
