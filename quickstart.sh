@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Strata's quickstart: a lakehouse in a folder (a new temporary one unless you name it), layered
-# tables, writes, a merge, history, time travel, the change feed and a gold table, on the
-# embedded default (a folder and a SQLite metastore; no servers).
+# Strata's quickstart: a lakehouse in a folder (a new temporary one unless you name it), the
+# medallion demo (raw events landed into bronze, refined by a pipeline into silver and gold with
+# casts, expectations and quarantine), then SQL writes, a merge, history, time travel and the
+# change feed, on the embedded default (a folder and a SQLite metastore; no servers).
 #
 #   ./quickstart.sh [DIR]
 set -euo pipefail
@@ -34,6 +35,35 @@ step "land raw events into bronze (sample data with seeded defects)"
 step "ingest again: every file is in the ledger, nothing lands twice"
 "$strata" ingest "$dir/landing/events" --into bronze.events
 "$strata" ingest history bronze.events
+
+step "validate the event pipeline (examples/events.pipeline.toml): bronze -> silver -> gold"
+"$strata" pipeline validate examples/events.pipeline.toml
+
+step "run it: typed silver.events (one row per event_id), gold.daily_totals, failures quarantined"
+"$strata" pipeline run examples/events.pipeline.toml
+
+step "what failed, and why (quarantine.events)"
+"$strata" sql "SELECT _stage, _rules, count(*) AS rows FROM quarantine.events
+  GROUP BY _stage, _rules ORDER BY rows DESC"
+"$strata" sql "SELECT _reason, _source_pointer FROM quarantine.events WHERE _stage = 'cast'
+  ORDER BY _source_pointer LIMIT 3"
+
+step "gold: daily totals per user"
+"$strata" sql "SELECT user_id, event_date, daily_total, event_count FROM gold.daily_totals
+  ORDER BY daily_total DESC, user_id LIMIT 5"
+
+step "every expectation's result is kept in system.quality_results"
+"$strata" sql "SELECT flow, rule, action, rows_checked, rows_failed, passed
+  FROM system.quality_results ORDER BY flow, rule"
+
+step "run again with no new input: nothing is committed"
+"$strata" pipeline run examples/events.pipeline.toml
+
+step "new files with late and duplicate events: ingest, then the pipeline reads only the new rows"
+"$strata" generate events --rows 5000 --files 1 --seed 43 --out "$dir/landing/events-2"
+"$strata" ingest "$dir/landing/events-2" --into bronze.events
+"$strata" pipeline run examples/events.pipeline.toml
+"$strata" pipeline runs --pipeline events
 
 step "a silver table (version 0) and two writes (versions 1, 2)"
 "$strata" table create silver.customers \

@@ -50,10 +50,16 @@ use crate::error::{Error, Result};
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("metastore/migrations/0001_init.sql")),
     (2, include_str!("metastore/migrations/0002_ingest.sql")),
+    (3, include_str!("metastore/migrations/0003_pipelines.sql")),
 ];
 
 mod ledger;
 pub use ledger::{BatchInfo, FileRange, IngestRun, LeaseHolder, LedgerFileRow, RunCounts};
+mod runs;
+pub use runs::{
+    FLOW_RUN_STATUSES, FLOW_STOPPED_ERROR, FlowRun, PIPELINE_RUN_STATUSES, PIPELINE_RUN_TRIGGERS,
+    PipelineRun, QUALITY_RULE_KINDS, QualityResult, RUN_STOPPED_ERROR,
+};
 
 const MAX_CONNECTIONS: u32 = 4;
 const HMAC_KEY_SETTING: &str = "hmac_key";

@@ -346,7 +346,7 @@ pub async fn run(lh: &Lakehouse, args: IngestArgs, format: Format) -> CliResult<
 }
 
 /// Ctrl-C and SIGTERM ask the run to stop after the batch in progress.
-fn spawn_signal_handler(cancel: Arc<AtomicBool>) {
+pub(crate) fn spawn_signal_handler(cancel: Arc<AtomicBool>) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {

@@ -12,6 +12,7 @@ macro_rules! out {
 
 mod ingest;
 mod output;
+mod pipeline;
 mod sql;
 mod table;
 
@@ -82,6 +83,10 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Refine bronze into silver and gold with declarative pipelines (validate, run, runs,
+    /// show); see docs/pipelines.md.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
     /// Metastore maintenance.
     #[command(subcommand)]
     Metastore(MetastoreCommand),
@@ -192,6 +197,10 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Pipeline(cmd) => {
+            let lh = open(&cli.lakehouse).await?;
+            pipeline::run(&lh, cmd, cli.format).await
+        }
         Command::Metastore(MetastoreCommand::Backup { file }) => {
             let lh = open(&cli.lakehouse).await?;
             lh.metastore().backup(&file).await?;
@@ -210,7 +219,7 @@ fn main() -> ExitCode {
                 // commit) at error level; by default only Strata's own warnings are shown
                 .unwrap_or_else(|_| {
                     tracing_subscriber::EnvFilter::new(
-                        "off,strata_cli=warn,strata_catalog=warn,strata_ingest=warn,strata_sql=warn,\
+                        "off,strata_cli=warn,strata_catalog=warn,strata_ingest=warn,strata_pipeline=warn,strata_sql=warn,\
                          strata_table=warn",
                     )
                 }),

@@ -73,11 +73,11 @@ const KINDS: usize = 8;
 /// Chance per 10,000 rows of each kind (string amounts: of rows in the second half).
 const RATES: [u64; KINDS] = [100, 50, 200, 100, 50, 50, 50, 1000];
 
-const EVENT_TYPES: [&str; 5] = ["page_view", "click", "add_to_cart", "purchase", "signup"];
+const EVENT_TYPES: [&str; 4] = ["view", "click", "purchase", "signup"];
 /// Cumulative weights out of 100, so page views dominate as in real clickstreams.
-const TYPE_WEIGHTS: [u64; 5] = [50, 75, 87, 95, 100];
-const PURCHASE: usize = 3;
-const UNKNOWN_TYPES: [&str; 3] = ["refund_requested", "teleport", "PageView"];
+const TYPE_WEIGHTS: [u64; 4] = [55, 85, 95, 100];
+const PURCHASE: usize = 2;
+const UNKNOWN_TYPES: [&str; 3] = ["refund_requested", "page_view", "View"];
 const BAD_TIMESTAMPS: [&str; 2] = ["2026-13-45T99:00:00Z", "yesterday"];
 const COUNTRIES: [&str; 10] = ["US", "GB", "DE", "FR", "IN", "BR", "JP", "CA", "AU", "NL"];
 const DEVICES: [&str; 4] = ["ios", "android", "web", "desktop"];
@@ -740,7 +740,7 @@ mod tests {
 
     /// Recounts every defect from the files themselves and checks the whole summary.
     fn verify(opts: &GenerateOptions, summary: &GenerateSummary) {
-        const KNOWN: [&str; 5] = EVENT_TYPES;
+        const KNOWN: [&str; 4] = EVENT_TYPES;
         const KEYS: [&str; 9] = [
             "event_id",
             "user_id",

@@ -108,6 +108,7 @@ impl SqlEngine {
         };
         Ok(WriteOptions {
             txn,
+            txns: Vec::new(),
             evolve_schema: false,
             session: Some(Arc::new(state.clone())),
         })

@@ -19,7 +19,7 @@ mod merge;
 mod resolve;
 mod system;
 pub mod timestamp;
-mod types;
+pub mod types;
 
 pub use engine::{Output, SqlEngine};
 pub use error::{Error, Result};

@@ -23,6 +23,9 @@ pub(crate) const SYSTEM_TABLES: &[&str] = &[
     "lineage",
     "ingest_runs",
     "ingest_files",
+    "pipeline_runs",
+    "flow_runs",
+    "quality_results",
 ];
 
 fn ts_array(values: impl IntoIterator<Item = Option<i64>>) -> ArrayRef {
@@ -64,6 +67,9 @@ impl SqlEngine {
             "lineage" => self.system_lineage().await?,
             "ingest_runs" => self.system_ingest_runs().await?,
             "ingest_files" => self.system_ingest_files().await?,
+            "pipeline_runs" => self.system_pipeline_runs().await?,
+            "flow_runs" => self.system_flow_runs().await?,
+            "quality_results" => self.system_quality_results().await?,
             _ => {
                 return Err(Error::NotFound(format!(
                     "table {name} does not exist: the system tables are {}",
@@ -342,6 +348,122 @@ impl SqlEngine {
                 files
                     .iter()
                     .map(|f| f.range.landed_at.map(|t| t.timestamp_micros())),
+            ),
+        ];
+        Ok(RecordBatch::try_new(schema, cols).map_err(datafusion::error::DataFusionError::from)?)
+    }
+
+    async fn system_pipeline_runs(&self) -> Result<RecordBatch> {
+        let runs = self.lakehouse.metastore().pipeline_runs(None, None).await?;
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("run_id", DataType::Utf8, false),
+            Field::new("pipeline", DataType::Utf8, false),
+            Field::new("trigger", DataType::Utf8, false),
+            Field::new("status", DataType::Utf8, false),
+            Field::new("started_at", timestamp_type(), false),
+            Field::new("finished_at", timestamp_type(), true),
+            Field::new("error", DataType::Utf8, true),
+        ]));
+        let cols: Vec<ArrayRef> = vec![
+            str_array(runs.iter().map(|r| Some(&r.run_id))),
+            str_array(runs.iter().map(|r| Some(&r.pipeline))),
+            str_array(runs.iter().map(|r| Some(&r.trigger))),
+            str_array(runs.iter().map(|r| Some(&r.status))),
+            ts_array(runs.iter().map(|r| Some(r.started_at.timestamp_micros()))),
+            ts_array(
+                runs.iter()
+                    .map(|r| r.finished_at.map(|t| t.timestamp_micros())),
+            ),
+            str_array(runs.iter().map(|r| r.error.as_deref())),
+        ];
+        Ok(RecordBatch::try_new(schema, cols).map_err(datafusion::error::DataFusionError::from)?)
+    }
+
+    async fn system_flow_runs(&self) -> Result<RecordBatch> {
+        let runs = self.lakehouse.metastore().flow_runs(None).await?;
+        let count = |n: &str| Field::new(n, DataType::Int64, false);
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("run_id", DataType::Utf8, false),
+            Field::new("flow", DataType::Utf8, false),
+            Field::new("target", DataType::Utf8, false),
+            Field::new("status", DataType::Utf8, false),
+            Field::new("started_at", timestamp_type(), false),
+            Field::new("finished_at", timestamp_type(), true),
+            count("rows_read"),
+            count("rows_written"),
+            count("rows_quarantined"),
+            count("rows_dropped"),
+            Field::new("source_versions", DataType::Utf8, false),
+            Field::new("target_version", DataType::Int64, true),
+            Field::new("unmapped_columns", tags_type(), false),
+            Field::new("samples", DataType::Utf8, false),
+            Field::new("error", DataType::Utf8, true),
+        ]));
+        let n = |f: &dyn Fn(&strata_catalog::metastore::FlowRun) -> i64| -> ArrayRef {
+            Arc::new(Int64Array::from(runs.iter().map(f).collect::<Vec<_>>()))
+        };
+        let unmapped: Vec<Vec<String>> = runs.iter().map(|r| r.unmapped_columns.clone()).collect();
+        let cols: Vec<ArrayRef> = vec![
+            str_array(runs.iter().map(|r| Some(&r.run_id))),
+            str_array(runs.iter().map(|r| Some(&r.flow))),
+            str_array(runs.iter().map(|r| Some(&r.target))),
+            str_array(runs.iter().map(|r| Some(&r.status))),
+            ts_array(runs.iter().map(|r| Some(r.started_at.timestamp_micros()))),
+            ts_array(
+                runs.iter()
+                    .map(|r| r.finished_at.map(|t| t.timestamp_micros())),
+            ),
+            n(&|r| r.rows_read),
+            n(&|r| r.rows_written),
+            n(&|r| r.rows_quarantined),
+            n(&|r| r.rows_dropped),
+            str_array(runs.iter().map(|r| Some(r.source_versions.to_string()))),
+            Arc::new(Int64Array::from(
+                runs.iter().map(|r| r.target_version).collect::<Vec<_>>(),
+            )),
+            list_array(&unmapped),
+            str_array(runs.iter().map(|r| Some(r.samples.to_string()))),
+            str_array(runs.iter().map(|r| r.error.as_deref())),
+        ];
+        Ok(RecordBatch::try_new(schema, cols).map_err(datafusion::error::DataFusionError::from)?)
+    }
+
+    async fn system_quality_results(&self) -> Result<RecordBatch> {
+        let results = self.lakehouse.metastore().quality_results().await?;
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("run_id", DataType::Utf8, false),
+            Field::new("flow", DataType::Utf8, true),
+            Field::new("table", DataType::Utf8, false),
+            Field::new("rule", DataType::Utf8, false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("action", DataType::Utf8, false),
+            Field::new("rows_checked", DataType::Int64, false),
+            Field::new("rows_failed", DataType::Int64, false),
+            Field::new("passed", DataType::Boolean, false),
+            Field::new("observed", DataType::Utf8, true),
+            Field::new("evaluated_at", timestamp_type(), false),
+        ]));
+        let cols: Vec<ArrayRef> = vec![
+            str_array(results.iter().map(|r| Some(&r.run_id))),
+            str_array(results.iter().map(|r| r.flow.as_deref())),
+            str_array(results.iter().map(|r| Some(&r.table))),
+            str_array(results.iter().map(|r| Some(&r.rule))),
+            str_array(results.iter().map(|r| Some(&r.kind))),
+            str_array(results.iter().map(|r| Some(&r.action))),
+            Arc::new(Int64Array::from(
+                results.iter().map(|r| r.rows_checked).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                results.iter().map(|r| r.rows_failed).collect::<Vec<_>>(),
+            )),
+            Arc::new(BooleanArray::from(
+                results.iter().map(|r| r.passed).collect::<Vec<_>>(),
+            )),
+            str_array(results.iter().map(|r| r.observed.as_deref())),
+            ts_array(
+                results
+                    .iter()
+                    .map(|r| Some(r.evaluated_at.timestamp_micros())),
             ),
         ];
         Ok(RecordBatch::try_new(schema, cols).map_err(datafusion::error::DataFusionError::from)?)

@@ -82,6 +82,9 @@ impl WriteOutcome {
 #[derive(Clone, Default)]
 pub struct WriteOptions {
     pub txn: Option<Txn>,
+    /// Further transactions the commit carries (a flow's one per source). The write is skipped
+    /// when `txn` and every one of these are committed already.
+    pub txns: Vec<Txn>,
     /// Append only: add the data's new columns to the table (nullable) instead of failing.
     pub evolve_schema: bool,
     /// The session to run in (the SQL session, with its functions); a default one otherwise.
@@ -89,6 +92,10 @@ pub struct WriteOptions {
 }
 
 impl WriteOptions {
+    fn all_txns(&self) -> Vec<&Txn> {
+        self.txn.iter().chain(self.txns.iter()).collect()
+    }
+
     fn session(&self) -> Arc<SessionState> {
         self.session.clone().unwrap_or_else(default_session)
     }
@@ -348,6 +355,15 @@ pub fn conform(
     Ok(data.select(exprs)?)
 }
 
+async fn all_committed(table: &DeltaTable, name: &str, txns: &[&Txn]) -> Result<bool> {
+    for t in txns {
+        if !txn_committed(table, name, t).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 async fn txn_committed(table: &DeltaTable, name: &str, txn: &Txn) -> Result<bool> {
     let snapshot = table.snapshot().map_err(|e| Error::delta(name, e))?;
     let have = snapshot
@@ -371,7 +387,7 @@ pub fn writer_properties() -> WriterProperties {
 
 fn commit_properties(opts: &WriteOptions) -> CommitProperties {
     let mut cp = CommitProperties::default();
-    if let Some(t) = &opts.txn {
+    for t in opts.all_txns() {
         cp = cp.with_application_transaction(Transaction::new(&t.app_id, t.version));
     }
     cp
@@ -383,12 +399,13 @@ async fn precheck(
     name: &str,
     opts: &WriteOptions,
 ) -> Result<Option<WriteOutcome>> {
-    if let Some(txn) = &opts.txn {
+    let txns = opts.all_txns();
+    if !txns.is_empty() {
         table
             .update_state()
             .await
             .map_err(|e| Error::delta(name, e))?;
-        if txn_committed(table, name, txn).await? {
+        if all_committed(table, name, &txns).await? {
             return Ok(Some(WriteOutcome::skipped()));
         }
     }
@@ -403,9 +420,10 @@ async fn settle_error(
     opts: &WriteOptions,
     err: Error,
 ) -> Result<WriteOutcome> {
-    if let (Some(txn), Error::Conflict(_)) = (&opts.txn, &err) {
+    let txns = opts.all_txns();
+    if !txns.is_empty() && matches!(err, Error::Conflict(_)) {
         let table = open_table(location, name).await?;
-        if txn_committed(&table, name, txn).await? {
+        if all_committed(&table, name, &txns).await? {
             return Ok(WriteOutcome::skipped());
         }
     }

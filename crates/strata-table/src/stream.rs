@@ -158,13 +158,38 @@ pub async fn commit_adds(
     txn: Option<&Txn>,
     info: serde_json::Map<String, serde_json::Value>,
 ) -> Result<Option<i64>> {
+    let txns: Vec<Txn> = txn.into_iter().cloned().collect();
+    commit_actions(table, name, adds, widened, &txns, info).await
+}
+
+/// Commits only transactions (no data): moves a flow's watermarks when its sources advanced
+/// but it has no rows to write. Nothing is committed when every one is committed already.
+pub async fn commit_txns(table: &mut DeltaTable, name: &str, txns: &[Txn]) -> Result<Option<i64>> {
+    commit_actions(table, name, Vec::new(), None, txns, serde_json::Map::new()).await
+}
+
+async fn all_at_least(table: &DeltaTable, name: &str, txns: &[Txn]) -> Result<bool> {
+    for t in txns {
+        if txn_version(table, name, &t.app_id).await? < Some(t.version) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+async fn commit_actions(
+    table: &mut DeltaTable,
+    name: &str,
+    adds: Vec<Add>,
+    widened: Option<&ArrowSchema>,
+    txns: &[Txn],
+    info: serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<i64>> {
     table
         .update_state()
         .await
         .map_err(|e| Error::delta(name, e))?;
-    if let Some(t) = txn
-        && txn_version(table, name, &t.app_id).await? >= Some(t.version)
-    {
+    if !txns.is_empty() && all_at_least(table, name, txns).await? {
         return Ok(None);
     }
     if let Some(schema) = widened {
@@ -180,7 +205,7 @@ pub async fn commit_adds(
         actions.push(Action::Metadata(metadata));
     }
     let mut props = CommitProperties::default().with_metadata(info);
-    if let Some(t) = txn {
+    for t in txns {
         props = props.with_application_transaction(Transaction::new(&t.app_id, t.version));
     }
     let operation = DeltaOperation::Write {
@@ -204,12 +229,12 @@ pub async fn commit_adds(
         Err(e) => {
             let err = Error::delta(name, e);
             // A concurrent writer holding the same transaction won: the work is done.
-            if let (Some(t), Error::Conflict(_)) = (txn, &err) {
+            if !txns.is_empty() && matches!(err, Error::Conflict(_)) {
                 table
                     .update_state()
                     .await
                     .map_err(|e| Error::delta(name, e))?;
-                if txn_version(table, name, &t.app_id).await? >= Some(t.version) {
+                if all_at_least(table, name, txns).await? {
                     return Ok(None);
                 }
             }

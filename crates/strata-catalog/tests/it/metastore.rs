@@ -4,8 +4,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::json;
 use strata_catalog::error::Error;
-use strata_catalog::metastore::{Metastore, NewTable, TableState, TableUpdate, Tag};
+use strata_catalog::metastore::{
+    FlowRun, Metastore, NewTable, QualityResult, TableState, TableUpdate, Tag,
+};
 use strata_core::{ErrorClass, Layer, SchemaKind, SchemaName, TableKind, TableName};
 use tempfile::TempDir;
 
@@ -58,7 +62,7 @@ async fn create_seeds_and_open_reopens() {
     let key = store.secret_key().await.unwrap();
     assert_eq!(key.len(), 32);
     assert_ne!(key, vec![0u8; 32]);
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
 
     let schemas: Vec<(String, String, SchemaKind)> = store
         .list_schemas()
@@ -796,5 +800,549 @@ async fn schema_matches_golden_file() {
         dump == expected,
         "metastore schema differs from {}; rerun with STRATA_UPDATE_GOLDEN=1 if intended:\n{dump}",
         golden.display()
+    );
+}
+
+// ---- pipeline runs, flow runs, quality results ------------------------------------------------
+
+/// A time the metastore stores exactly (microseconds), `secs` after a fixed instant.
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2024-05-01T12:00:00.123456Z")
+        .unwrap()
+        .with_timezone(&Utc)
+        + chrono::Duration::seconds(secs)
+}
+
+fn flow_run(run_id: &str, flow: &str, status: &str, started: i64) -> FlowRun {
+    FlowRun {
+        run_id: run_id.into(),
+        pipeline: "events".into(),
+        flow: flow.into(),
+        target: format!("lakehouse.silver.{flow}"),
+        status: status.into(),
+        started_at: at(started),
+        source_versions: json!({}),
+        samples: json!([]),
+        definition: json!({}),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn pipeline_runs_begin_finish_and_list() {
+    let (_dir, store) = new_store().await;
+    let before = Utc::now().trunc_subsecs(6);
+    store
+        .begin_pipeline_run("r1", "events", "manual")
+        .await
+        .unwrap();
+    let r1 = store.pipeline_run("r1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            r1.pipeline.as_str(),
+            r1.trigger.as_str(),
+            r1.status.as_str()
+        ),
+        ("events", "manual", "running")
+    );
+    assert!(r1.started_at >= before && r1.started_at <= Utc::now());
+    assert_eq!((r1.finished_at, r1.error), (None, None));
+
+    // a run id is used once
+    let err = store
+        .begin_pipeline_run("r1", "events", "manual")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists(_)), "{err:?}");
+    assert!(err.to_string().contains("r1"), "{err}");
+
+    store
+        .finish_pipeline_run("r1", "failed", Some("flow silver_events failed"))
+        .await
+        .unwrap();
+    let r1 = store.pipeline_run("r1").await.unwrap().unwrap();
+    assert_eq!(r1.status, "failed");
+    assert_eq!(r1.error.as_deref(), Some("flow silver_events failed"));
+    assert!(r1.finished_at.unwrap() >= r1.started_at);
+
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    store
+        .begin_pipeline_run("r2", "events", "backfill")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    store
+        .begin_pipeline_run("r3", "orders", "schedule")
+        .await
+        .unwrap();
+    store
+        .finish_pipeline_run("r2", "succeeded", None)
+        .await
+        .unwrap();
+
+    let ids = |runs: Vec<strata_catalog::metastore::PipelineRun>| {
+        runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>()
+    };
+    // newest first
+    assert_eq!(
+        ids(store.pipeline_runs(None, None).await.unwrap()),
+        ["r3", "r2", "r1"]
+    );
+    assert_eq!(
+        ids(store.pipeline_runs(Some("events"), None).await.unwrap()),
+        ["r2", "r1"]
+    );
+    assert_eq!(
+        ids(store.pipeline_runs(Some("events"), Some(1)).await.unwrap()),
+        ["r2"]
+    );
+    assert!(
+        store
+            .pipeline_runs(Some("nope"), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.pipeline_run("missing").await.unwrap(), None);
+
+    let err = store
+        .finish_pipeline_run("missing", "succeeded", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn invalid_status_trigger_and_kind_are_refused() {
+    let (_dir, store) = new_store().await;
+    let err = store
+        .begin_pipeline_run("r1", "events", "cron")
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::InvalidInput, "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "unknown pipeline run trigger 'cron': expected manual, schedule, backfill or replay"
+    );
+    assert_eq!(store.pipeline_run("r1").await.unwrap(), None);
+
+    store
+        .begin_pipeline_run("r1", "events", "replay")
+        .await
+        .unwrap();
+    for bad in ["done", "running", ""] {
+        let err = store
+            .finish_pipeline_run("r1", bad, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::InvalidInput, "{bad}: {err:?}");
+        assert!(
+            err.to_string()
+                .contains("expected succeeded, failed or aborted"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        store.pipeline_run("r1").await.unwrap().unwrap().status,
+        "running"
+    );
+
+    let err = store
+        .record_flow_run(&flow_run("r1", "f", "ok", 0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::InvalidInput, "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "unknown flow run status 'ok': expected running, succeeded, failed, skipped or \
+         upstream_failed"
+    );
+    let mut bad_versions = flow_run("r1", "f", "running", 0);
+    bad_versions.source_versions = json!([1, 2]);
+    let err = store.record_flow_run(&bad_versions).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::InvalidInput, "{err:?}");
+    assert!(store.flow_runs(None).await.unwrap().is_empty());
+
+    let mut result = quality("r1", "not_null", at(0));
+    result.kind = "column".into();
+    let err = store
+        .record_quality_results(&[quality("r1", "ok", at(0)), result])
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::InvalidInput, "{err:?}");
+    assert!(err.to_string().contains("expected row or table"), "{err}");
+    // nothing of the refused batch was stored
+    assert!(store.quality_results().await.unwrap().is_empty());
+
+    // the CHECK constraints hold even for writes that bypass the API
+    let err = sqlx::query(
+        "INSERT INTO pipeline_runs (run_id, pipeline, trigger, status, started_at) \
+         VALUES ('x', 'p', 'manual', 'exploded', '2024-01-01T00:00:00.000000Z')",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("CHECK"), "{err}");
+}
+
+#[tokio::test]
+async fn record_flow_run_replaces_by_run_and_flow() {
+    let (_dir, store) = new_store().await;
+    store
+        .begin_pipeline_run("r1", "events", "manual")
+        .await
+        .unwrap();
+    let started = FlowRun {
+        source_versions: serde_json::Value::Null,
+        samples: serde_json::Value::Null,
+        definition: serde_json::Value::Null,
+        ..flow_run("r1", "silver_events", "running", 0)
+    };
+    store.record_flow_run(&started).await.unwrap();
+    let got = store.flow_runs(Some("r1")).await.unwrap();
+    assert_eq!(got.len(), 1);
+    // Null JSON is stored as the column's empty value
+    assert_eq!(got[0].source_versions, json!({}));
+    assert_eq!(got[0].samples, json!([]));
+    assert_eq!(got[0].definition, json!({}));
+    assert_eq!(got[0].finished_at, None);
+
+    let definition = json!({"mode": "merge", "keys": ["event_id"], "expect": [{"name": "id"}]});
+    let finished = FlowRun {
+        status: "succeeded".into(),
+        finished_at: Some(at(5)),
+        rows_read: 100,
+        rows_written: 90,
+        rows_quarantined: 7,
+        rows_dropped: 3,
+        source_versions: json!({"lakehouse.bronze.events": [3, 7]}),
+        target_version: Some(12),
+        unmapped_columns: vec!["props".into(), "Extra Col".into()],
+        samples: json!([{"rule": "positive_amount", "row": {"amount": -1}}]),
+        error: None,
+        definition: definition.clone(),
+        ..started.clone()
+    };
+    store.record_flow_run(&finished).await.unwrap();
+    // a second flow of the run and a flow of another run
+    store
+        .record_flow_run(&flow_run("r1", "gold_daily", "upstream_failed", 1))
+        .await
+        .unwrap();
+    let mut other = flow_run("r0", "silver_events", "failed", -10);
+    other.error = Some("boom".into());
+    other.definition = json!({"mode": "append"});
+    store.record_flow_run(&other).await.unwrap();
+
+    let r1 = store.flow_runs(Some("r1")).await.unwrap();
+    assert_eq!(r1.len(), 2, "the replace must not add a row: {r1:?}");
+    assert_eq!(r1[0], finished);
+    assert_eq!(r1[1].flow, "gold_daily");
+    assert_eq!(r1[1].status, "upstream_failed");
+
+    // all runs, by start time then flow
+    let all: Vec<(String, String)> = store
+        .flow_runs(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.run_id, f.flow))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            ("r0".to_string(), "silver_events".to_string()),
+            ("r1".into(), "silver_events".into()),
+            ("r1".into(), "gold_daily".into()),
+        ]
+    );
+
+    // the definition of the latest succeeded run, not of a later failed or running one
+    assert_eq!(
+        store
+            .last_flow_definition("events", "silver_events")
+            .await
+            .unwrap(),
+        Some(definition.clone())
+    );
+    let mut later_failed = flow_run("r2", "silver_events", "failed", 60);
+    later_failed.definition = json!({"mode": "broken"});
+    store.record_flow_run(&later_failed).await.unwrap();
+    assert_eq!(
+        store
+            .last_flow_definition("events", "silver_events")
+            .await
+            .unwrap(),
+        Some(definition.clone())
+    );
+    assert_eq!(
+        store
+            .last_flow_definition("events", "gold_daily")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.flow_definition("r0", "silver_events").await.unwrap(),
+        Some(json!({"mode": "append"}))
+    );
+    assert_eq!(store.flow_definition("r0", "nope").await.unwrap(), None);
+}
+
+fn quality(run_id: &str, rule: &str, evaluated_at: DateTime<Utc>) -> QualityResult {
+    QualityResult {
+        run_id: run_id.into(),
+        pipeline: Some("events".into()),
+        flow: Some("silver_events".into()),
+        table: "lakehouse.silver.events".into(),
+        rule: rule.into(),
+        kind: "row".into(),
+        action: "quarantine".into(),
+        rows_checked: 100,
+        rows_failed: 0,
+        passed: true,
+        observed: None,
+        evaluated_at,
+    }
+}
+
+#[tokio::test]
+async fn quality_results_round_trip() {
+    let (_dir, store) = new_store().await;
+    let failing = QualityResult {
+        rows_failed: 4,
+        passed: false,
+        ..quality("r1", "positive_amount", at(1))
+    };
+    let table_rule = QualityResult {
+        kind: "table".into(),
+        action: "fail".into(),
+        rows_checked: 100,
+        observed: Some("100".into()),
+        ..quality("r1", "row_count", at(1))
+    };
+    // a check of a table outside any pipeline
+    let standalone = QualityResult {
+        pipeline: None,
+        flow: None,
+        table: "lakehouse.gold.daily".into(),
+        action: "warn".into(),
+        ..quality("q1", "not_null_day", at(-5))
+    };
+    store
+        .record_quality_results(&[
+            quality("r1", "event_id_present", at(1)),
+            failing.clone(),
+            table_rule.clone(),
+        ])
+        .await
+        .unwrap();
+    store
+        .record_quality_results(std::slice::from_ref(&standalone))
+        .await
+        .unwrap();
+    store.record_quality_results(&[]).await.unwrap();
+
+    let got = store.quality_results().await.unwrap();
+    // by evaluation time, then in the order recorded
+    assert_eq!(
+        got,
+        vec![
+            standalone,
+            quality("r1", "event_id_present", at(1)),
+            failing,
+            table_rule,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn next_sequence_is_monotonic_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let store = Metastore::create(&path, BUSY).await.unwrap();
+    assert_eq!(store.next_sequence("backfill:events:f").await.unwrap(), 1);
+    assert_eq!(store.next_sequence("backfill:events:f").await.unwrap(), 2);
+    assert_eq!(store.next_sequence("replay:q1").await.unwrap(), 1);
+    assert_eq!(store.next_sequence("backfill:events:f").await.unwrap(), 3);
+    let err = store.next_sequence("").await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::InvalidInput, "{err:?}");
+    store.close().await;
+
+    let store = Metastore::open(&path, BUSY).await.unwrap();
+    assert_eq!(store.next_sequence("backfill:events:f").await.unwrap(), 4);
+    assert_eq!(store.next_sequence("replay:q1").await.unwrap(), 2);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_sequence_never_repeats_between_handles() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    Metastore::create(&path, BUSY).await.unwrap().close().await;
+    let a = Metastore::open(&path, BUSY).await.unwrap();
+    let b = Metastore::open(&path, BUSY).await.unwrap();
+    let take = |store: Metastore| {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..40 {
+                got.push(store.next_sequence("replay:q").await?);
+            }
+            Ok::<_, Error>(got)
+        })
+    };
+    let (ra, rb) = tokio::join!(take(a.clone()), take(b.clone()));
+    let mut all = ra.unwrap().unwrap();
+    let from_b = rb.unwrap().unwrap();
+    assert!(from_b.windows(2).all(|w| w[0] < w[1]), "{from_b:?}");
+    all.extend(from_b);
+    all.sort_unstable();
+    assert_eq!(all, (1..=80).collect::<Vec<i64>>());
+}
+
+#[tokio::test]
+async fn full_refresh_marks_set_merge_and_clear() {
+    let (_dir, store) = new_store().await;
+    assert!(store.full_refresh_marks("events").await.unwrap().is_empty());
+    store
+        .mark_full_refresh(
+            "events",
+            "silver_events",
+            "bronze.events restored to version 3",
+        )
+        .await
+        .unwrap();
+    store
+        .mark_full_refresh(
+            "events",
+            "gold_daily",
+            "silver.events restored to version 9",
+        )
+        .await
+        .unwrap();
+    store
+        .mark_full_refresh("orders", "silver_orders", "erasure")
+        .await
+        .unwrap();
+    // the same reason again is not repeated; a new one is added
+    store
+        .mark_full_refresh(
+            "events",
+            "silver_events",
+            "bronze.events restored to version 3",
+        )
+        .await
+        .unwrap();
+    store
+        .mark_full_refresh("events", "silver_events", "rows erased from bronze.events")
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.full_refresh_marks("events").await.unwrap(),
+        vec![
+            (
+                "gold_daily".to_string(),
+                "silver.events restored to version 9".to_string()
+            ),
+            (
+                "silver_events".into(),
+                "bronze.events restored to version 3; rows erased from bronze.events".into()
+            ),
+        ]
+    );
+
+    store
+        .clear_full_refresh("events", "silver_events")
+        .await
+        .unwrap();
+    // clearing an unmarked flow is a no-op
+    store
+        .clear_full_refresh("events", "silver_events")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.full_refresh_marks("events").await.unwrap(),
+        vec![(
+            "gold_daily".to_string(),
+            "silver.events restored to version 9".to_string()
+        )]
+    );
+    assert_eq!(store.full_refresh_marks("orders").await.unwrap().len(), 1);
+
+    let err = store
+        .mark_full_refresh("events", "f", "")
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::InvalidInput, "{err:?}");
+}
+
+#[tokio::test]
+async fn abandon_running_pipeline_runs_settles_a_crashed_run() {
+    let (_dir, store) = new_store().await;
+    // an earlier run that finished, and one that crashed mid-way
+    store
+        .begin_pipeline_run("old", "events", "manual")
+        .await
+        .unwrap();
+    store
+        .finish_pipeline_run("old", "succeeded", None)
+        .await
+        .unwrap();
+    store
+        .begin_pipeline_run("crashed", "events", "schedule")
+        .await
+        .unwrap();
+    let mut done = flow_run("crashed", "silver_events", "succeeded", 0);
+    done.finished_at = Some(at(1));
+    store.record_flow_run(&done).await.unwrap();
+    store
+        .record_flow_run(&flow_run("crashed", "gold_daily", "running", 2))
+        .await
+        .unwrap();
+    // another pipeline's run is not touched
+    store
+        .begin_pipeline_run("other", "orders", "manual")
+        .await
+        .unwrap();
+    let mut other_flow = flow_run("other", "silver_orders", "running", 3);
+    other_flow.pipeline = "orders".into();
+    store.record_flow_run(&other_flow).await.unwrap();
+
+    assert_eq!(
+        store.abandon_running_pipeline_runs("events").await.unwrap(),
+        1
+    );
+    let crashed = store.pipeline_run("crashed").await.unwrap().unwrap();
+    assert_eq!(crashed.status, "aborted");
+    assert!(crashed.finished_at.is_some());
+    assert!(
+        crashed.error.as_deref().unwrap().contains("stopped"),
+        "{crashed:?}"
+    );
+    let old = store.pipeline_run("old").await.unwrap().unwrap();
+    assert_eq!((old.status.as_str(), old.error), ("succeeded", None));
+
+    let flows = store.flow_runs(Some("crashed")).await.unwrap();
+    assert_eq!(flows[0], done, "a finished flow keeps its row");
+    assert_eq!(flows[1].status, "failed");
+    assert_eq!(
+        flows[1].error.as_deref(),
+        Some("the run stopped before this flow finished")
+    );
+    assert!(flows[1].finished_at.is_some());
+
+    assert_eq!(
+        store.pipeline_run("other").await.unwrap().unwrap().status,
+        "running"
+    );
+    assert_eq!(
+        store.flow_runs(Some("other")).await.unwrap()[0].status,
+        "running"
+    );
+    // nothing left to abandon
+    assert_eq!(
+        store.abandon_running_pipeline_runs("events").await.unwrap(),
+        0
     );
 }

@@ -26,7 +26,11 @@ fn quickstart_runs() {
         "ctas",
         "records: 20000 read, 20000 landed",
         "0 batch(es), no new version",
-        "page_view",
+        "signup",
+        "daily_totals",
+        "known_event_type",
+        "is not a valid TIMESTAMP",
+        "skipped",
     ] {
         assert!(
             out.contains(needle),

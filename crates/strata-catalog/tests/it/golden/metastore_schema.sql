@@ -1,3 +1,6 @@
+-- index flow_runs_flow
+CREATE INDEX flow_runs_flow ON flow_runs (pipeline, flow, started_at);
+
 -- index ingest_files_hash
 CREATE INDEX ingest_files_hash ON ingest_files (table_id, content_hash);
 
@@ -6,6 +9,12 @@ CREATE INDEX ingest_runs_table ON ingest_runs (table_id, started_at);
 
 -- index lineage_target
 CREATE INDEX lineage_target ON lineage (target_table);
+
+-- index pipeline_runs_pipeline
+CREATE INDEX pipeline_runs_pipeline ON pipeline_runs (pipeline, started_at);
+
+-- index quality_results_table
+CREATE INDEX quality_results_table ON quality_results (table_name, evaluated_at);
 
 -- index tables_dropped_name
 CREATE INDEX tables_dropped_name ON tables (catalog, schema, name, dropped_at)
@@ -45,6 +54,44 @@ CREATE TABLE erasures (
     files_deleted INTEGER NOT NULL,
     versions      TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(versions)),
     erased_at     TEXT NOT NULL
+) STRICT;
+
+-- table flow_refresh
+CREATE TABLE flow_refresh (
+    pipeline  TEXT NOT NULL,
+    flow      TEXT NOT NULL,
+    reason    TEXT NOT NULL,
+    marked_at TEXT NOT NULL,
+    PRIMARY KEY (pipeline, flow)
+) STRICT;
+
+-- table flow_runs
+CREATE TABLE flow_runs (
+    run_id           TEXT NOT NULL,
+    flow             TEXT NOT NULL,
+    pipeline         TEXT NOT NULL,
+    target           TEXT NOT NULL,
+    status           TEXT NOT NULL
+                     CHECK (status IN ('running', 'succeeded', 'failed', 'skipped',
+                                       'upstream_failed')),
+    started_at       TEXT NOT NULL,
+    finished_at      TEXT,
+    rows_read        INTEGER NOT NULL DEFAULT 0,
+    rows_written     INTEGER NOT NULL DEFAULT 0,
+    rows_quarantined INTEGER NOT NULL DEFAULT 0,
+    rows_dropped     INTEGER NOT NULL DEFAULT 0,
+    -- {"<source table>": [from, to]}
+    source_versions  TEXT NOT NULL DEFAULT '{}'
+                     CHECK (json_valid(source_versions)
+                            AND json_type(source_versions) = 'object'),
+    target_version   INTEGER,
+    unmapped_columns TEXT NOT NULL DEFAULT '[]'
+                     CHECK (json_valid(unmapped_columns)
+                            AND json_type(unmapped_columns) = 'array'),
+    samples          TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(samples)),
+    error            TEXT,
+    definition       TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(definition)),
+    PRIMARY KEY (run_id, flow)
 ) STRICT;
 
 -- table ingest_batches
@@ -130,6 +177,33 @@ CREATE TABLE lineage (
     PRIMARY KEY (source_table, target_table, kind, pipeline, flow)
 ) STRICT;
 
+-- table pipeline_runs
+CREATE TABLE pipeline_runs (
+    run_id      TEXT NOT NULL PRIMARY KEY,
+    pipeline    TEXT NOT NULL,
+    trigger     TEXT NOT NULL CHECK (trigger IN ('manual', 'schedule', 'backfill', 'replay')),
+    status      TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'aborted')),
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    error       TEXT
+) STRICT;
+
+-- table quality_results
+CREATE TABLE quality_results (
+    run_id       TEXT NOT NULL,
+    pipeline     TEXT,
+    flow         TEXT,
+    table_name   TEXT NOT NULL,
+    rule         TEXT NOT NULL,
+    kind         TEXT NOT NULL CHECK (kind IN ('row', 'table')),
+    action       TEXT NOT NULL,
+    rows_checked INTEGER NOT NULL,
+    rows_failed  INTEGER NOT NULL,
+    passed       INTEGER NOT NULL CHECK (passed IN (0, 1)),
+    observed     TEXT,
+    evaluated_at TEXT NOT NULL
+) STRICT;
+
 -- table schema_migrations
 CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);
 
@@ -142,6 +216,12 @@ CREATE TABLE schemas (
     comment    TEXT,
     created_at TEXT NOT NULL,
     PRIMARY KEY (catalog, name)
+) STRICT;
+
+-- table sequences
+CREATE TABLE sequences (
+    name  TEXT NOT NULL PRIMARY KEY,
+    value INTEGER NOT NULL
 ) STRICT;
 
 -- table settings

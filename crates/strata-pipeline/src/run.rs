@@ -1,0 +1,1373 @@
+//! `pipeline run`: each selected flow in dependency order, incrementally and idempotently.
+//!
+//! Per flow (DECISIONS.md sections 5 to 7):
+//! 1. Pin every source at its latest version; the flow's watermark per source is the version of
+//!    the `txn` `flow:<pipeline>:<flow>:<source_table_id>` its target holds. When the quarantine
+//!    table holds a later one (a run stopped between its two commits), the sources are pinned at
+//!    exactly those versions, so the run completes the same work.
+//! 2. No source advanced: the flow commits nothing.
+//! 3. Read the first source once: its change feed since the watermark (`append`, `merge`), the
+//!    partitions its changes touch (`replace`), or its snapshot (first run, `full`,
+//!    `--full-refresh`); steps, SQL and row rules run over that one read.
+//! 4. Quarantine commit, then target commit, both carrying the same `txn`s; then the run records
+//!    in the metastore.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, UInt64Array};
+use arrow::compute::{
+    SortColumn, SortOptions, concat_batches, filter_record_batch, lexsort_to_indices,
+    take_record_batch,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use chrono::Utc;
+use datafusion::catalog::TableProvider;
+use datafusion::common::Column;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::{DataFrame, SessionContext};
+use deltalake::DeltaTable;
+use serde_json::{Value, json};
+use strata_catalog::Lakehouse;
+use strata_catalog::lakehouse::CreateTable;
+use strata_catalog::metastore::{FlowRun, QualityResult, TableInfo};
+use strata_core::TableName;
+use strata_core::types::type_name;
+use strata_table::{MergeClause, MergeExpr, MergeSpec, Txn, WriteOptions};
+
+use crate::error::{Error, Result};
+use crate::quarantine::{QRow, envelope};
+use crate::record::{row_json, text};
+use crate::rules::{Rule, RuleKind, ident, quote};
+use crate::spec::{Action, Mode, OnSchemaChange, Read};
+use crate::steps::ROW;
+use crate::transform::{self, visible_schema};
+use crate::validate::{Flow, Pipeline, Report, check};
+
+/// How many sample rows a run record keeps per kind.
+const SAMPLES: usize = 5;
+
+/// What `pipeline run` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `flow`, `+flow`, `flow+`; empty = every flow.
+    pub select: Vec<String>,
+    pub full_refresh: bool,
+    /// Read, transform and check, but commit nothing and record nothing.
+    pub dry_run: bool,
+    /// `manual` or `schedule`.
+    pub trigger: String,
+    /// Set by Ctrl-C or SIGTERM: the run stops before its next commit.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// What happened to one flow.
+#[derive(Debug, Clone)]
+pub struct FlowOutcome {
+    pub flow: String,
+    pub target: String,
+    /// `succeeded`, `failed`, `skipped` (no source advanced) or `upstream_failed`.
+    pub status: String,
+    pub rows_read: i64,
+    pub rows_written: i64,
+    pub rows_quarantined: i64,
+    pub rows_dropped: i64,
+    pub target_version: Option<i64>,
+    /// Versions committed by this flow, in order (quarantine, target).
+    pub commits: Vec<String>,
+    pub error: Option<String>,
+    /// The error was an expectation with action `fail`.
+    pub quality_gate: bool,
+    pub quality: Vec<QualityResult>,
+    pub warnings: Vec<String>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub pipeline: String,
+    pub status: String,
+    pub flows: Vec<FlowOutcome>,
+    pub report: Report,
+}
+
+impl RunSummary {
+    pub fn failed(&self) -> bool {
+        self.status != "succeeded"
+    }
+
+    /// A failed expectation with action `fail` stopped a flow.
+    pub fn quality_gate(&self) -> bool {
+        self.flows.iter().any(|f| f.quality_gate)
+    }
+}
+
+/// A source pinned for this run.
+struct Pinned {
+    info: TableInfo,
+    table: DeltaTable,
+    read: Read,
+    app_id: String,
+    watermark: Option<i64>,
+    version: i64,
+}
+
+fn cancelled(opts: &RunOptions) -> Result<()> {
+    if opts
+        .cancel
+        .as_ref()
+        .is_some_and(|c| c.load(Ordering::SeqCst))
+    {
+        return Err(Error::Cancelled(
+            "the run was stopped before this flow committed; nothing of it was written".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the pipeline. Validation problems fail the run before anything is read.
+pub async fn run(lh: &Lakehouse, p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
+    let report = check(lh, p).await?;
+    if !report.problems.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "pipeline {} is not valid:\n  {}",
+            p.name(),
+            report.problems.join("\n  ")
+        )));
+    }
+    let selected = p.select(&opts.select)?;
+    let ms = lh.metastore();
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let trigger = if opts.trigger.is_empty() {
+        "manual"
+    } else {
+        opts.trigger.as_str()
+    };
+    let marks: BTreeMap<String, String> =
+        ms.full_refresh_marks(p.name()).await?.into_iter().collect();
+    if !opts.dry_run {
+        ms.abandon_running_pipeline_runs(p.name()).await?;
+        ms.begin_pipeline_run(&run_id, p.name(), trigger).await?;
+    }
+    let key = ms.secret_key().await?;
+    let mut outcomes: Vec<FlowOutcome> = Vec::new();
+    let mut failed: BTreeSet<usize> = BTreeSet::new();
+    let mut stop: Option<Error> = None;
+    for &i in &p.order {
+        if !selected.contains(&i) {
+            continue;
+        }
+        let f = &p.flows[i];
+        let started = Utc::now();
+        let blocked = f.upstream.iter().find(|u| failed.contains(u));
+        let outcome = if let Some(&u) = blocked {
+            failed.insert(i);
+            FlowOutcome::new(
+                f,
+                "upstream_failed",
+                Some(format!("upstream flow {} failed", p.flows[u].name)),
+            )
+        } else if stop.is_some() {
+            failed.insert(i);
+            FlowOutcome::new(
+                f,
+                "failed",
+                Some("the run was stopped before this flow".into()),
+            )
+        } else {
+            let full = opts.full_refresh || marks.contains_key(&f.name);
+            match run_flow(lh, p, f, &report, &run_id, full, opts, &key).await {
+                Ok(o) => o,
+                Err(e) => {
+                    failed.insert(i);
+                    let gate = matches!(e, Error::QualityGate(_));
+                    let mut o = FlowOutcome::new(f, "failed", Some(e.to_string()));
+                    o.quality_gate = gate;
+                    if let Error::QualityGate(_) = &e {
+                        o.quality = take_gate_results();
+                    }
+                    if matches!(e, Error::Cancelled(_)) {
+                        stop = Some(e);
+                    }
+                    o
+                }
+            }
+        };
+        if !opts.dry_run {
+            let definition = serde_json::to_value(&f.spec).unwrap_or(Value::Null);
+            ms.record_flow_run(&FlowRun {
+                run_id: run_id.clone(),
+                pipeline: p.name().to_string(),
+                flow: f.name.clone(),
+                target: f.target.to_string(),
+                status: outcome.status.clone(),
+                started_at: started,
+                finished_at: Some(Utc::now()),
+                rows_read: outcome.rows_read,
+                rows_written: outcome.rows_written,
+                rows_quarantined: outcome.rows_quarantined,
+                rows_dropped: outcome.rows_dropped,
+                source_versions: outcome_sources(&outcome),
+                target_version: outcome.target_version,
+                unmapped_columns: report.unmapped.get(&f.name).cloned().unwrap_or_default(),
+                samples: outcome_samples(&outcome),
+                error: outcome.error.clone(),
+                definition,
+            })
+            .await?;
+            if !outcome.quality.is_empty() {
+                ms.record_quality_results(&outcome.quality).await?;
+            }
+            if outcome.status == "succeeded" && marks.contains_key(&f.name) {
+                ms.clear_full_refresh(p.name(), &f.name).await?;
+            }
+        }
+        outcomes.push(outcome);
+    }
+    let status = if stop.is_some() {
+        "aborted"
+    } else if failed.is_empty() {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    let error = outcomes
+        .iter()
+        .find(|o| o.status == "failed")
+        .and_then(|o| o.error.as_ref().map(|e| format!("flow {}: {e}", o.flow)));
+    if !opts.dry_run {
+        ms.finish_pipeline_run(&run_id, status, error.as_deref())
+            .await?;
+    }
+    Ok(RunSummary {
+        run_id,
+        pipeline: p.name().to_string(),
+        status: status.to_string(),
+        flows: outcomes,
+        report,
+    })
+}
+
+thread_local! {
+    static GATE_RESULTS: std::cell::RefCell<Vec<QualityResult>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take_gate_results() -> Vec<QualityResult> {
+    GATE_RESULTS.with(|g| std::mem::take(&mut *g.borrow_mut()))
+}
+
+fn outcome_sources(o: &FlowOutcome) -> Value {
+    o.warnings
+        .iter()
+        .find_map(|w| {
+            w.strip_prefix("sources:")
+                .and_then(|j| serde_json::from_str(j).ok())
+        })
+        .unwrap_or_else(|| json!({}))
+}
+
+fn outcome_samples(o: &FlowOutcome) -> Value {
+    o.warnings
+        .iter()
+        .find_map(|w| {
+            w.strip_prefix("samples:")
+                .and_then(|j| serde_json::from_str(j).ok())
+        })
+        .unwrap_or_else(|| json!([]))
+}
+
+impl FlowOutcome {
+    fn new(f: &Flow, status: &str, error: Option<String>) -> Self {
+        FlowOutcome {
+            flow: f.name.clone(),
+            target: f.target.to_string(),
+            status: status.to_string(),
+            rows_read: 0,
+            rows_written: 0,
+            rows_quarantined: 0,
+            rows_dropped: 0,
+            target_version: None,
+            commits: Vec::new(),
+            error,
+            quality_gate: false,
+            quality: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+async fn open_if_exists(
+    lh: &Lakehouse,
+    name: &TableName,
+) -> Result<Option<(TableInfo, DeltaTable)>> {
+    match lh.metastore().get_table(name).await? {
+        Some(info) => {
+            let t = lh.open_delta(&info).await?;
+            Ok(Some((info, t)))
+        }
+        None => Ok(None),
+    }
+}
+
+async fn txn_of(table: Option<&(TableInfo, DeltaTable)>, app: &str) -> Result<Option<i64>> {
+    match table {
+        Some((info, t)) => Ok(strata_table::txn_version(t, &info.name.to_string(), app).await?),
+        None => Ok(None),
+    }
+}
+
+/// The rows of the first source this run reads, in arrival order, with [`ROW`].
+async fn read_primary(
+    src: &Pinned,
+    full: bool,
+    mode: Mode,
+    partition_by: &[String],
+) -> Result<(RecordBatch, Option<Vec<RecordBatch>>)> {
+    let name = src.info.name.to_string();
+    let snapshot_read = full || src.read == Read::Snapshot || src.watermark.is_none();
+    if snapshot_read {
+        let b = scan_snapshot(&src.table, &name, src.version, None).await?;
+        return Ok((with_row(arrival_sorted(b)?)?, None));
+    }
+    let from = src.watermark.unwrap_or(-1) + 1;
+    let changes = scan_changes(&src.table, &name, from, src.version).await?;
+    if mode == Mode::Replace {
+        // the touched partitions, from every change row; then the snapshot pruned to them
+        let pred = partition_predicate(&changes, partition_by)?;
+        let b = match &pred {
+            Some(p) => scan_snapshot(&src.table, &name, src.version, Some(p)).await?,
+            None => {
+                RecordBatch::new_empty(Arc::new(strata_table::arrow_schema(&src.table, &name)?))
+            }
+        };
+        return Ok((with_row(arrival_sorted(b)?)?, Some(vec![changes])));
+    }
+    let types = ["insert", "update_postimage"];
+    let ct = changes
+        .column_by_name("_change_type")
+        .ok_or_else(|| Error::Internal("the change feed has no _change_type".into()))?
+        .clone();
+    let ct = arrow::compute::cast(&ct, &DataType::Utf8)?;
+    let keep = BooleanArray::from(
+        ct.as_string::<i32>()
+            .iter()
+            .map(|v| v.is_some_and(|v| types.contains(&v)))
+            .collect::<Vec<_>>(),
+    );
+    let rows = filter_record_batch(&changes, &keep)?;
+    // the change feed's own columns are not the source's
+    let keep_cols: Vec<usize> = rows
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.name() != "_change_type" && f.name() != "_commit_timestamp")
+        .map(|(i, _)| i)
+        .collect();
+    let rows = rows.project(&keep_cols)?;
+    Ok((with_row(arrival_sorted(rows)?)?, None))
+}
+
+fn session_ctx() -> SessionContext {
+    SessionContext::new_with_state(strata_table::session::session_state())
+}
+
+async fn scan_snapshot(
+    table: &DeltaTable,
+    name: &str,
+    version: i64,
+    filter: Option<&str>,
+) -> Result<RecordBatch> {
+    let mut t = table.clone();
+    if strata_table::current_version(&t) != version {
+        t.load_version(version as u64)
+            .await
+            .map_err(|e| strata_table::Error::delta(name, e))?;
+    }
+    let schema = Arc::new(strata_table::arrow_schema(&t, name)?);
+    let provider = provider(&t).await?;
+    let ctx = session_ctx();
+    let mut df = ctx.read_table(provider)?;
+    if let Some(f) = filter {
+        let e = ctx.state().create_logical_expr(f, df.schema())?;
+        df = df.filter(e)?;
+    }
+    let batches = df.collect().await?;
+    let out_schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
+    Ok(concat_batches(&out_schema, &batches)?)
+}
+
+/// The change feed from `from` to `to`, with `_commit_version` as BIGINT.
+async fn scan_changes(table: &DeltaTable, name: &str, from: i64, to: i64) -> Result<RecordBatch> {
+    let ctx = session_ctx();
+    let state = ctx.state();
+    let plan = table
+        .clone()
+        .scan_cdf()
+        .with_starting_version(from as u64)
+        .with_ending_version(to as u64)
+        .build(&state, None)
+        .await
+        .map_err(|e| {
+            let text = e.to_string();
+            if text.contains("version") || text.contains("not found") || text.contains("NotFound") {
+                Error::Refused(format!(
+                    "source {name}: its changes from version {from} are no longer available \
+                     ({}); run the flow with --full-refresh to recompute it from the table",
+                    strata_table::error::strip_df_noise(&text)
+                ))
+            } else {
+                Error::Table(strata_table::Error::delta(name, e))
+            }
+        })?;
+    let schema = plan.schema();
+    let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?;
+    let b = concat_batches(&schema, &batches)?;
+    // `_commit_version` as BIGINT
+    let mut fields: Vec<Field> = Vec::new();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+        if f.name() == "_commit_version" {
+            fields.push(Field::new("_commit_version", DataType::Int64, true));
+            cols.push(arrow::compute::cast(c, &DataType::Int64)?);
+        } else {
+            fields.push(f.as_ref().clone());
+            cols.push(c.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
+/// Sorts rows into arrival order: (`_commit_version`, `_batch_id`, `_source_file`,
+/// `_source_line`), the columns the rows have.
+fn arrival_sorted(b: RecordBatch) -> Result<RecordBatch> {
+    let cols: Vec<SortColumn> = [
+        "_commit_version",
+        "_batch_id",
+        "_source_file",
+        "_source_line",
+    ]
+    .iter()
+    .filter_map(|c| b.column_by_name(c))
+    .map(|c| SortColumn {
+        values: c.clone(),
+        options: Some(SortOptions::default()),
+    })
+    .collect();
+    if cols.is_empty() || b.num_rows() < 2 {
+        return Ok(b);
+    }
+    let idx = lexsort_to_indices(&cols, None)?;
+    Ok(take_record_batch(&b, &idx)?)
+}
+
+fn with_row(b: RecordBatch) -> Result<RecordBatch> {
+    let mut fields: Vec<Field> = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(ROW, DataType::UInt64, false));
+    let mut cols = b.columns().to_vec();
+    cols.push(Arc::new(UInt64Array::from_iter_values(
+        0..b.num_rows() as u64,
+    )));
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
+/// A SQL literal of row `row` of `a`: `CAST('text' AS TYPE)`, or None for NULL.
+fn sql_literal(a: &ArrayRef, row: usize) -> Result<Option<String>> {
+    if a.is_null(row) {
+        return Ok(None);
+    }
+    let t = text(a, row)?;
+    Ok(Some(match a.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => quote(&t),
+        dt => format!("CAST({} AS {})", quote(&t), type_name(dt)),
+    }))
+}
+
+/// `p IN (..) [OR p IS NULL]` per partition column over the distinct values in `batches`,
+/// ANDed over columns; None when there are no rows.
+fn partition_predicate(batch: &RecordBatch, cols: &[String]) -> Result<Option<String>> {
+    if batch.num_rows() == 0 {
+        return Ok(None);
+    }
+    let mut parts = Vec::new();
+    for c in cols {
+        let a = batch.column_by_name(c).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "partition column {c} is not a column of the source"
+            ))
+        })?;
+        let mut values = BTreeSet::new();
+        let mut null = false;
+        for r in 0..a.len() {
+            match sql_literal(a, r)? {
+                Some(v) => {
+                    values.insert(v);
+                }
+                None => null = true,
+            }
+        }
+        let mut terms = Vec::new();
+        if !values.is_empty() {
+            terms.push(format!(
+                "{} IN ({})",
+                ident(c),
+                values.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if null {
+            terms.push(format!("{} IS NULL", ident(c)));
+        }
+        parts.push(format!("({})", terms.join(" OR ")));
+    }
+    Ok(Some(parts.join(" AND ")))
+}
+
+/// `{"col": value, ...}` of the partition columns of a row, for `_scope`.
+fn scope_of(batch: &RecordBatch, row: usize, cols: &[String]) -> Result<Option<String>> {
+    if cols.is_empty() {
+        return Ok(None);
+    }
+    let mut obj = serde_json::Map::new();
+    for c in cols {
+        let v = match batch.column_by_name(c) {
+            Some(a) if !a.is_null(row) => Value::String(text(a, row)?),
+            _ => Value::Null,
+        };
+        obj.insert(c.clone(), v);
+    }
+    Ok(Some(Value::Object(obj).to_string()))
+}
+
+/// Where a source row came from: `table@version` and its key columns (or its bronze file
+/// and line) as JSON.
+fn pointer_of(
+    batch: &RecordBatch,
+    row: usize,
+    table: &str,
+    version: i64,
+    keys: &[String],
+) -> Result<(String, i64)> {
+    let v = match batch.column_by_name("_commit_version") {
+        Some(a) if !a.is_null(row) => a
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .map(|x| x.value(row))
+            .unwrap_or(version),
+        _ => version,
+    };
+    let mut obj = serde_json::Map::new();
+    let named: Vec<&str> =
+        if keys.iter().all(|k| batch.column_by_name(k).is_some()) && !keys.is_empty() {
+            keys.iter().map(String::as_str).collect()
+        } else {
+            ["_source_file", "_source_line"]
+                .into_iter()
+                .filter(|c| batch.column_by_name(c).is_some())
+                .collect()
+        };
+    for c in named {
+        let a = batch.column_by_name(c).expect("checked above");
+        obj.insert(c.to_string(), crate::record::value(a, row)?);
+    }
+    Ok((format!("{table}@{v} {}", Value::Object(obj)), v))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_flow(
+    lh: &Lakehouse,
+    p: &Pipeline,
+    f: &Flow,
+    report: &Report,
+    run_id: &str,
+    full_refresh: bool,
+    opts: &RunOptions,
+    key: &[u8],
+) -> Result<FlowOutcome> {
+    let ms = lh.metastore();
+    let target = open_if_exists(lh, &f.target).await?;
+    let quarantine = open_if_exists(lh, &f.quarantine).await?;
+    // 1. pin the sources
+    let mut pinned: Vec<Pinned> = Vec::new();
+    for s in &f.sources {
+        let info = lh
+            .table(&s.name)
+            .await
+            .map_err(|e| Error::NotFound(format!("source {} of flow {}: {e}", s.name, f.name)))?;
+        let table = lh.open_delta(&info).await?;
+        let app_id = format!("flow:{}:{}:{}", p.name(), f.name, info.table_id);
+        let watermark = txn_of(target.as_ref(), &app_id).await?;
+        let ahead = txn_of(quarantine.as_ref(), &app_id).await?;
+        let latest = strata_table::current_version(&table);
+        let version = match (ahead, watermark) {
+            (Some(q), w) if Some(q) > w && !full_refresh => q.min(latest),
+            _ => latest,
+        };
+        pinned.push(Pinned {
+            info,
+            table,
+            read: s.read,
+            app_id,
+            watermark,
+            version,
+        });
+    }
+    let first_run = target.is_none() || pinned.iter().any(|s| s.watermark.is_none());
+    let advanced = pinned.iter().any(|s| Some(s.version) > s.watermark);
+    let mut outcome = FlowOutcome::new(f, "succeeded", None);
+    let sources_json: Value = pinned
+        .iter()
+        .map(|s| {
+            (
+                s.info.name.to_string(),
+                json!([s.watermark.map(|w| w + 1).unwrap_or(0), s.version]),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    outcome.warnings.push(format!("sources:{sources_json}"));
+    if !advanced && !full_refresh && !first_run {
+        outcome.status = "skipped".into();
+        return Ok(outcome);
+    }
+    let full = full_refresh || first_run || f.mode == Mode::Full;
+    // 2. read the first source once
+    let (primary, _changes) = read_primary(&pinned[0], full, f.mode, &f.spec.partition_by).await?;
+    outcome.rows_read = primary.num_rows() as i64;
+    let mut others: Vec<(TableName, Arc<dyn TableProvider>)> = Vec::new();
+    for s in pinned.iter().skip(1) {
+        let mut t = s.table.clone();
+        if strata_table::current_version(&t) != s.version {
+            t.load_version(s.version as u64)
+                .await
+                .map_err(|e| strata_table::Error::delta(&s.info.name.to_string(), e))?;
+        }
+        let provider = provider(&t).await?;
+        others.push((s.info.name.clone(), provider));
+    }
+    // 3. steps, SQL
+    let t = transform::transform(
+        &f.spec
+            .steps
+            .iter()
+            .map(|s| s.get_ref().clone())
+            .collect::<Vec<_>>(),
+        f.spec.sql.as_ref().map(|s| s.get_ref().as_str()),
+        &pinned[0].info.name,
+        primary.clone(),
+        others,
+        key,
+        &f.pii,
+    )
+    .await?;
+    let src_name = pinned[0].info.name.to_string();
+    let src_version = pinned[0].version;
+    let keys: Vec<String> = f.spec.keys.clone();
+    let partition_by = f.spec.partition_by.clone();
+    let mut qrows: Vec<QRow> = Vec::new();
+    for c in &t.failed {
+        let r = c.row as usize;
+        let record = row_json(&primary, r, &|n| n == ROW)?;
+        let (pointer, v) = pointer_of(&primary, r, &src_name, src_version, &keys)?;
+        qrows.push(QRow {
+            stage: "cast",
+            scope: scope_of(&primary, r, &partition_by)?,
+            source_table: src_name.clone(),
+            source_version: v,
+            pointer,
+            rules: Vec::new(),
+            reason: c.reasons.join("; "),
+            record,
+        });
+    }
+    // 4. row rules, in the same pass as the output
+    let mut row_rules: Vec<Rule> = f
+        .rules
+        .iter()
+        .filter(|r| r.kind.is_row_rule())
+        .cloned()
+        .collect();
+    if f.mode == Mode::Merge {
+        for k in &keys {
+            row_rules.push(Rule {
+                name: if keys.len() == 1 {
+                    "key_not_null".into()
+                } else {
+                    format!("key_not_null({k})")
+                },
+                action: Action::Quarantine,
+                kind: RuleKind::NotNull(k.clone()),
+            });
+        }
+    }
+    let out_df = t.output.clone();
+    let df_schema = out_df.schema().clone();
+    let del = delete_expr(&t.session, &df_schema, f)?;
+    let mut exprs: Vec<Expr> = df_schema.columns().into_iter().map(Expr::Column).collect();
+    for (n, r) in row_rules.iter().enumerate() {
+        let e = r.row_expr(&t.session, &df_schema, &f.at, &f.name)?;
+        let failed = Expr::Not(Box::new(datafusion::functions::expr_fn::coalesce(vec![
+            e,
+            datafusion::logical_expr::lit(false),
+        ])));
+        exprs.push(failed.alias(format!("__strata_fail_{n}")));
+    }
+    let checked = out_df.select(exprs)?.collect().await?;
+    let checked_schema: SchemaRef = checked
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| Arc::new(Schema::new(Vec::<Field>::new())));
+    let checked = if checked.is_empty() {
+        None
+    } else {
+        Some(concat_batches(&checked_schema, &checked)?)
+    };
+    let n_out = checked.as_ref().map(|b| b.num_rows()).unwrap_or(0);
+    let n_vis = df_schema.fields().len();
+    let mut rule_failed = vec![0i64; row_rules.len()];
+    let mut keep = vec![true; n_out];
+    let mut dropped = 0i64;
+    let mut samples: Vec<Value> = Vec::new();
+    let mut fail_rows: Vec<(usize, Vec<String>)> = Vec::new();
+    if let Some(b) = &checked {
+        let flags: Vec<&BooleanArray> = (0..row_rules.len())
+            .map(|n| b.column(n_vis + n).as_boolean())
+            .collect();
+        let visible = b.project(&(0..n_vis).collect::<Vec<_>>())?;
+        for (r, keep_row) in keep.iter_mut().enumerate() {
+            let failed: Vec<usize> = (0..row_rules.len())
+                .filter(|&n| flags[n].is_valid(r) && flags[n].value(r))
+                .collect();
+            if failed.is_empty() {
+                continue;
+            }
+            for &n in &failed {
+                rule_failed[n] += 1;
+            }
+            let names: Vec<String> = failed.iter().map(|&n| row_rules[n].name.clone()).collect();
+            let action = failed
+                .iter()
+                .map(|&n| row_rules[n].action)
+                .max_by_key(|a| match a {
+                    Action::Warn => 0,
+                    Action::Drop => 1,
+                    Action::Quarantine => 2,
+                    Action::Fail => 3,
+                })
+                .unwrap_or(Action::Warn);
+            match action {
+                Action::Warn => {}
+                Action::Fail => {
+                    *keep_row = false;
+                    fail_rows.push((r, names));
+                }
+                Action::Drop => {
+                    *keep_row = false;
+                    dropped += 1;
+                    if samples.len() < SAMPLES {
+                        samples.push(json!({"kind": "dropped", "rules": names, "row": row_json(&visible, r, &|n| n == ROW)?}));
+                    }
+                }
+                Action::Quarantine => {
+                    *keep_row = false;
+                    let record = row_json(&visible, r, &|n| n == ROW)?;
+                    let (pointer, v, scope) = match visible.column_by_name(ROW) {
+                        Some(rc) => {
+                            let src_row = rc
+                                .as_any()
+                                .downcast_ref::<UInt64Array>()
+                                .map(|a| a.value(r) as usize)
+                                .unwrap_or(0);
+                            let (p, v) =
+                                pointer_of(&primary, src_row, &src_name, src_version, &keys)?;
+                            (p, v, scope_of(&visible, r, &partition_by)?)
+                        }
+                        None => (
+                            format!("{src_name}@{src_version}"),
+                            src_version,
+                            scope_of(&visible, r, &partition_by)?,
+                        ),
+                    };
+                    qrows.push(QRow {
+                        stage: "expectation",
+                        scope,
+                        source_table: src_name.clone(),
+                        source_version: v,
+                        pointer,
+                        reason: format!("failed {}", names.join(", ")),
+                        rules: names,
+                        record,
+                    });
+                }
+            }
+        }
+    }
+    let now = Utc::now();
+    let mut quality: Vec<QualityResult> = row_rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| f.rules.iter().any(|x| x.name == r.name))
+        .map(|(n, r)| QualityResult {
+            run_id: run_id.to_string(),
+            pipeline: Some(p.name().to_string()),
+            flow: Some(f.name.clone()),
+            table: f.target.to_string(),
+            rule: r.name.clone(),
+            kind: "row".into(),
+            action: r.action.as_str().into(),
+            rows_checked: n_out as i64,
+            rows_failed: rule_failed[n],
+            passed: rule_failed[n] == 0,
+            observed: None,
+            evaluated_at: now,
+        })
+        .collect();
+    if !fail_rows.is_empty() {
+        let visible = checked
+            .as_ref()
+            .expect("rows failed")
+            .project(&(0..n_vis).collect::<Vec<_>>())?;
+        let (r, names) = &fail_rows[0];
+        let msg = format!(
+            "flow {}: {} row(s) failed expectation {} (action fail), for example {}; nothing \
+             was committed to {}",
+            f.name,
+            fail_rows.len(),
+            names.join(", "),
+            row_json(&visible, *r, &|n| n == ROW)?,
+            f.target
+        );
+        GATE_RESULTS.with(|g| *g.borrow_mut() = quality.clone());
+        return Err(Error::QualityGate(msg));
+    }
+    // the kept output, without the flags
+    let kept: RecordBatch = match &checked {
+        Some(b) => {
+            let mask = BooleanArray::from(keep.clone());
+            filter_record_batch(&b.project(&(0..n_vis).collect::<Vec<_>>())?, &mask)?
+        }
+        None => RecordBatch::new_empty(Arc::new(df_schema.as_arrow().clone())),
+    };
+    // 5. table rules over the checked output
+    let (table_results, table_fail) =
+        table_rules(lh, f, &kept, target.as_ref(), run_id, p.name()).await?;
+    quality.extend(table_results);
+    if let Some(msg) = table_fail {
+        GATE_RESULTS.with(|g| *g.borrow_mut() = quality.clone());
+        return Err(Error::QualityGate(format!(
+            "flow {}: {msg}; nothing was committed to {}",
+            f.name, f.target
+        )));
+    }
+    outcome.quality = quality;
+    outcome.rows_dropped = dropped;
+    outcome.rows_quarantined = qrows.len() as i64;
+    if !samples.is_empty() {
+        outcome
+            .warnings
+            .push(format!("samples:{}", Value::Array(samples)));
+    }
+    // 6. the rows to write (merge: the latest per key)
+    let mut data = kept;
+    if f.mode == Mode::Merge {
+        let order: Vec<String> = f.spec.sequence_by.iter().cloned().collect();
+        data = crate::reduce::latest_per_key(&data, &keys, &order)?;
+    }
+    let visible = visible_schema(&data.schema());
+    let idx: Vec<usize> = visible
+        .fields()
+        .iter()
+        .map(|fl| data.schema().index_of(fl.name()))
+        .collect::<std::result::Result<_, _>>()?;
+    let data = data.project(&idx)?;
+    outcome.rows_written = data.num_rows() as i64;
+    if opts.dry_run {
+        return Ok(outcome);
+    }
+    cancelled(opts)?;
+    // 7. commits: quarantine first, target last, the same txns
+    let mut txns: Vec<Txn> = pinned
+        .iter()
+        .map(|s| Txn::new(s.app_id.clone(), s.version))
+        .collect();
+    if full_refresh {
+        let app = format!("backfill:{}:{}", p.name(), f.name);
+        txns.push(Txn::new(app.clone(), ms.next_sequence(&app).await?));
+    }
+    let wopts = WriteOptions {
+        txns: txns.clone(),
+        ..Default::default()
+    };
+    let recompute_scope = full || f.mode == Mode::Replace;
+    if !qrows.is_empty() || (recompute_scope && quarantine.is_some()) {
+        let (qinfo, qtable) = match quarantine {
+            Some(q) => q,
+            None => ensure_quarantine(lh, &f.quarantine, &f.target).await?,
+        };
+        let qbatch = envelope(&qrows, run_id, &f.target.to_string(), &f.name)?;
+        let qdf = frame(qbatch)?;
+        let qname = qinfo.name.to_string();
+        let (_, o) = if recompute_scope {
+            let mut pred = format!(
+                "_flow = {} AND _stage IN ('cast', 'expectation')",
+                quote(&f.name)
+            );
+            if !full {
+                let mut scopes: BTreeSet<String> =
+                    qrows.iter().filter_map(|r| r.scope.clone()).collect();
+                if let Some(ch) = &_changes {
+                    for b in ch {
+                        for r in 0..b.num_rows() {
+                            if let Some(s) = scope_of(b, r, &partition_by)? {
+                                scopes.insert(s);
+                            }
+                        }
+                    }
+                }
+                let list = if scopes.is_empty() {
+                    "NULL".to_string()
+                } else {
+                    scopes
+                        .iter()
+                        .map(|s| quote(s))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                pred = format!("{pred} AND _scope IN ({list})");
+            }
+            strata_table::replace_where(qtable, &qname, qdf, &pred, &wopts).await?
+        } else {
+            strata_table::append(qtable, &qname, qdf, &wopts).await?
+        };
+        if let Some(v) = o.version {
+            outcome.commits.push(format!("{qname}@{v}"));
+        }
+    }
+    cancelled(opts)?;
+    let (tinfo, mut ttable) = match target {
+        Some(t) => t,
+        None => create_target(lh, f, &visible, report).await?,
+    };
+    let tname = tinfo.name.to_string();
+    // new columns of the output
+    let existing = strata_table::arrow_schema(&ttable, &tname)?;
+    let new_cols: Vec<Field> = visible
+        .fields()
+        .iter()
+        .filter(|fl| existing.field_with_name(fl.name()).is_err())
+        .map(|fl| fl.as_ref().clone())
+        .collect();
+    if !new_cols.is_empty() {
+        match f.spec.on_schema_change {
+            OnSchemaChange::AppendNewColumns => {
+                ttable = strata_table::add_columns(ttable, &tname, new_cols.clone()).await?;
+                outcome.warnings.push(format!(
+                    "added column(s) {} to {tname}",
+                    new_cols
+                        .iter()
+                        .map(|c| c.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            OnSchemaChange::Fail | OnSchemaChange::FullRefresh => {
+                return Err(Error::Refused(format!(
+                    "flow {}: its output has new column(s) {} that {tname} lacks, and its \
+                     on_schema_change is {:?}; set on_schema_change = \"append_new_columns\" to \
+                     add them",
+                    f.name,
+                    new_cols
+                        .iter()
+                        .map(|c| c.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    f.spec.on_schema_change
+                )));
+            }
+        }
+    }
+    let rows = data.num_rows();
+    let committed = match f.mode {
+        _ if full && f.mode != Mode::Append && f.mode != Mode::Merge => {
+            let (_, o) =
+                strata_table::replace_where(ttable, &tname, frame(data)?, "true", &wopts).await?;
+            o.version
+        }
+        Mode::Append | Mode::Merge if full && target_is_new_or_refresh(full_refresh) => {
+            let (_, o) =
+                strata_table::replace_where(ttable, &tname, frame(data)?, "true", &wopts).await?;
+            o.version
+        }
+        _ if rows == 0 && f.mode != Mode::Replace => {
+            strata_table::commit_txns(&mut ttable, &tname, &txns).await?
+        }
+        Mode::Append => {
+            let (_, o) = strata_table::append(ttable, &tname, frame(data)?, &wopts).await?;
+            o.version
+        }
+        Mode::Merge => {
+            let spec = merge_spec(&visible, &keys, f.spec.sequence_by.as_deref(), del.clone());
+            let source = strata_table::conform(
+                frame(data)?,
+                &strata_table::arrow_schema(&ttable, &tname)?,
+                &tname,
+                false,
+            )?;
+            let (_, o) = strata_table::merge_with(ttable, &tname, source, spec, &wopts).await?;
+            o.version
+        }
+        Mode::Replace => match _changes.as_ref().and_then(|c| c.first()) {
+            Some(ch) => match partition_predicate(ch, &partition_by)? {
+                Some(pred) => {
+                    let (_, o) =
+                        strata_table::replace_where(ttable, &tname, frame(data)?, &pred, &wopts)
+                            .await?;
+                    o.version
+                }
+                None => strata_table::commit_txns(&mut ttable, &tname, &txns).await?,
+            },
+            None => strata_table::commit_txns(&mut ttable, &tname, &txns).await?,
+        },
+        Mode::Full | Mode::Scd2 => {
+            let (_, o) =
+                strata_table::replace_where(ttable, &tname, frame(data)?, "true", &wopts).await?;
+            o.version
+        }
+    };
+    if let Some(v) = committed {
+        outcome.commits.push(format!("{tname}@{v}"));
+        outcome.target_version = Some(v);
+        if !f.spec.zorder.is_empty() && rows > 0 {
+            let t = lh.open_delta(&tinfo).await?;
+            strata_table::optimize(t, &tname, Some(f.spec.zorder.clone())).await?;
+        }
+    }
+    for s in &pinned {
+        ms.record_lineage(
+            &s.info.name.to_string(),
+            &tname,
+            "flow",
+            Some(p.name()),
+            Some(&f.name),
+        )
+        .await?;
+    }
+    ms.touch_table(&tinfo.table_id).await?;
+    Ok(outcome)
+}
+
+fn target_is_new_or_refresh(full_refresh: bool) -> bool {
+    full_refresh
+}
+
+/// The table's scan provider at its loaded version.
+async fn provider(t: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
+    Ok(Arc::new(t.table_provider().build().await?))
+}
+
+/// A DataFrame over one batch.
+fn frame(b: RecordBatch) -> Result<DataFrame> {
+    let ctx = session_ctx();
+    let schema = b.schema();
+    let t = MemTable::try_new(schema, vec![vec![b]])?;
+    Ok(ctx.read_table(Arc::new(t))?)
+}
+
+/// The MERGE of a `merge` flow: matched keys are updated when the source's sequence is at least
+/// the target's, unmatched inserted; `delete_when` deletes instead.
+fn merge_spec(
+    schema: &Schema,
+    keys: &[String],
+    sequence_by: Option<&str>,
+    delete_when: Option<Expr>,
+) -> MergeSpec {
+    let side = |rel: &str, c: &str| Expr::Column(Column::new(Some(rel), c));
+    let on = keys
+        .iter()
+        .map(|k| side("target", k).eq(side("source", k)))
+        .reduce(Expr::and)
+        .expect("a merge flow has keys");
+    let newer = sequence_by.map(|c| {
+        side("source", c)
+            .gt_eq(side("target", c))
+            .or(side("target", c).is_null())
+    });
+    let all: Vec<(String, MergeExpr)> = schema
+        .fields()
+        .iter()
+        .map(|fl| {
+            (
+                fl.name().clone(),
+                MergeExpr::Expr(side("source", fl.name())),
+            )
+        })
+        .collect();
+    let mut clauses = Vec::new();
+    if let Some(d) = &delete_when {
+        let pred = match &newer {
+            Some(n) => d.clone().and(n.clone()),
+            None => d.clone(),
+        };
+        clauses.push(MergeClause::MatchedDelete {
+            predicate: Some(MergeExpr::Expr(pred)),
+        });
+    }
+    clauses.push(MergeClause::MatchedUpdate {
+        predicate: newer.map(MergeExpr::Expr),
+        set: all.clone(),
+    });
+    clauses.push(MergeClause::NotMatchedInsert {
+        predicate: delete_when.map(|d| MergeExpr::Expr(Expr::Not(Box::new(d)))),
+        values: all,
+    });
+    MergeSpec {
+        on: MergeExpr::Expr(on),
+        source_alias: "source".into(),
+        target_alias: "target".into(),
+        clauses,
+    }
+}
+
+/// `delete_when`, written over the flow's output columns, as an expression over the MERGE's
+/// source side.
+fn delete_expr(
+    session: &datafusion::execution::context::SessionState,
+    schema: &datafusion::common::DFSchema,
+    f: &Flow,
+) -> Result<Option<Expr>> {
+    let Some(text) = &f.spec.delete_when else {
+        return Ok(None);
+    };
+    let e = session.create_logical_expr(text, schema).map_err(|e| {
+        Error::InvalidInput(format!(
+            "{}: flow {}: delete_when: {}",
+            f.at,
+            f.name,
+            strata_table::error::strip_df_noise(&e.to_string())
+        ))
+    })?;
+    let e = e
+        .transform(|x| {
+            Ok(match x {
+                Expr::Column(c) => {
+                    Transformed::yes(Expr::Column(Column::new(Some("source"), c.name)))
+                }
+                other => Transformed::no(other),
+            })
+        })?
+        .data;
+    Ok(Some(e))
+}
+
+async fn ensure_quarantine(
+    lh: &Lakehouse,
+    name: &TableName,
+    target: &TableName,
+) -> Result<(TableInfo, DeltaTable)> {
+    let spec = CreateTable {
+        columns: strata_core::quarantine::envelope_fields(),
+        comment: Some(format!("rows of {target} that could not be used")),
+        ..Default::default()
+    };
+    let info = match lh.create_table(name, spec).await {
+        Ok((i, _)) => i,
+        Err(strata_catalog::Error::AlreadyExists(_)) => lh.table(name).await?,
+        Err(e) => return Err(e.into()),
+    };
+    let t = lh.open_delta(&info).await?;
+    Ok((info, t))
+}
+
+async fn create_target(
+    lh: &Lakehouse,
+    f: &Flow,
+    schema: &Schema,
+    report: &Report,
+) -> Result<(TableInfo, DeltaTable)> {
+    let spec = CreateTable {
+        columns: schema
+            .fields()
+            .iter()
+            .map(|fl| fl.as_ref().clone().with_nullable(true))
+            .collect(),
+        partition_by: f.spec.partition_by.clone(),
+        comment: f
+            .spec
+            .description
+            .clone()
+            .or_else(|| Some(format!("written by flow {} ({} mode)", f.name, f.mode))),
+        ..Default::default()
+    };
+    let info = match lh.create_table(&f.target, spec).await {
+        Ok((i, _)) => i,
+        Err(strata_catalog::Error::AlreadyExists(_)) => lh.table(&f.target).await?,
+        Err(e) => return Err(e.into()),
+    };
+    let ms = lh.metastore();
+    for c in report.pii_allowed.get(&f.name).into_iter().flatten() {
+        ms.add_tag(&info.table_id, Some(c), "pii").await?;
+    }
+    for c in report.pii_masked.get(&f.name).into_iter().flatten() {
+        ms.add_tag(&info.table_id, Some(c), "pii_masked").await?;
+    }
+    let t = lh.open_delta(&info).await?;
+    Ok((info, t))
+}
+
+/// Evaluates the table rules over the kept output; returns the results and, when a `fail`
+/// rule failed, the message.
+async fn table_rules(
+    lh: &Lakehouse,
+    f: &Flow,
+    kept: &RecordBatch,
+    target: Option<&(TableInfo, DeltaTable)>,
+    run_id: &str,
+    pipeline: &str,
+) -> Result<(Vec<QualityResult>, Option<String>)> {
+    let rules: Vec<&Rule> = f.rules.iter().filter(|r| !r.kind.is_row_rule()).collect();
+    if rules.is_empty() {
+        return Ok((Vec::new(), None));
+    }
+    let visible = visible_schema(&kept.schema());
+    let idx: Vec<usize> = visible
+        .fields()
+        .iter()
+        .map(|fl| kept.schema().index_of(fl.name()))
+        .collect::<std::result::Result<_, _>>()?;
+    let kept = kept.project(&idx)?;
+    let ctx = session_ctx();
+    let mut tables: Vec<(String, String, Arc<dyn TableProvider>)> = vec![(
+        "default".into(),
+        "output".into(),
+        Arc::new(MemTable::try_new(kept.schema(), vec![vec![kept.clone()]])?),
+    )];
+    if let Some((_, t)) = target {
+        let provider = provider(t).await?;
+        tables.push(("default".into(), "target".into(), provider));
+    }
+    for r in &rules {
+        if let RuleKind::References { table, .. } = &r.kind {
+            let n = TableName::parse(table)?;
+            let info = lh.table(&n).await?;
+            let t = lh.open_delta(&info).await?;
+            let provider = provider(&t).await?;
+            tables.push((n.schema.as_str().into(), n.table.as_str().into(), provider));
+        }
+    }
+    drop(ctx);
+    let state = transform::session(tables)?;
+    let scalar = |sql: String| {
+        let state = state.clone();
+        async move {
+            let plan = transform::plan_query(&state, &sql).await?;
+            let batches = DataFrame::new(state, plan).collect().await?;
+            let v = batches
+                .iter()
+                .find(|b| b.num_rows() > 0)
+                .map(|b| -> Result<Option<String>> {
+                    let a = b.column(0);
+                    if a.is_null(0) {
+                        Ok(None)
+                    } else {
+                        Ok(Some(text(a, 0)?))
+                    }
+                })
+                .transpose()?
+                .flatten();
+            Ok::<Option<String>, Error>(v)
+        }
+    };
+    let n = kept.num_rows() as i64;
+    let mut out = Vec::new();
+    let mut fail: Option<String> = None;
+    for r in rules {
+        let (observed, failed_rows, passed): (Option<String>, i64, bool) = match &r.kind {
+            RuleKind::Unique(cols) => {
+                let c = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+                let v = scalar(format!(
+                    "SELECT coalesce(sum(c - 1), 0) FROM (SELECT count(*) AS c FROM output GROUP BY {c}) WHERE c > 1"
+                ))
+                .await?;
+                let d: i64 = v.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
+                (Some(d.to_string()), d, d == 0)
+            }
+            RuleKind::RowCount(b) => {
+                let ok = b.min.is_none_or(|m| n >= m) && b.max.is_none_or(|m| n <= m);
+                (Some(n.to_string()), 0, ok)
+            }
+            RuleKind::Aggregate(sql) => {
+                let v = scalar(format!("SELECT ({sql}) FROM output")).await?;
+                let ok = v.as_deref() == Some("true");
+                (v, 0, ok)
+            }
+            RuleKind::Freshness {
+                column,
+                max_age_secs,
+            } => {
+                let c = ident(column);
+                let sql = if target.is_some() {
+                    format!(
+                        "SELECT max(m) FROM (SELECT max({c}) AS m FROM output UNION ALL SELECT max({c}) AS m FROM target)"
+                    )
+                } else {
+                    format!("SELECT max({c}) FROM output")
+                };
+                let v = scalar(sql).await?;
+                let ok = v
+                    .as_deref()
+                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                    .is_some_and(|t| {
+                        (Utc::now() - t.with_timezone(&Utc)).num_seconds() <= *max_age_secs as i64
+                    });
+                (v, 0, ok)
+            }
+            RuleKind::References {
+                column,
+                table,
+                to_column,
+            } => {
+                let v = scalar(format!(
+                    "SELECT count(*) FROM output o WHERE o.{c} IS NOT NULL AND NOT EXISTS \
+                     (SELECT 1 FROM {table} r WHERE r.{t} = o.{c})",
+                    c = ident(column),
+                    t = ident(to_column)
+                ))
+                .await?;
+                let d: i64 = v.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
+                (Some(d.to_string()), d, d == 0)
+            }
+            _ => continue,
+        };
+        if !passed && r.action == Action::Fail && fail.is_none() {
+            fail = Some(format!(
+                "table expectation {} failed (observed {})",
+                r.name,
+                observed.clone().unwrap_or_else(|| "NULL".into())
+            ));
+        }
+        out.push(QualityResult {
+            run_id: run_id.to_string(),
+            pipeline: Some(pipeline.to_string()),
+            flow: Some(f.name.clone()),
+            table: f.target.to_string(),
+            rule: r.name.clone(),
+            kind: "table".into(),
+            action: r.action.as_str().into(),
+            rows_checked: n,
+            rows_failed: failed_rows,
+            passed,
+            observed,
+            evaluated_at: Utc::now(),
+        });
+    }
+    Ok((out, fail))
+}
