@@ -117,6 +117,18 @@ struct Pinned {
     version: i64,
 }
 
+/// Crash-test hook: `STRATA_FAILPOINT=<name>` aborts the process when the run reaches `name`
+/// (`pipeline::before_commits`, `pipeline::after_quarantine_commit`,
+/// `pipeline::after_target_commit`).
+fn failpoint(name: &str) {
+    if let Ok(v) = std::env::var("STRATA_FAILPOINT")
+        && v == name
+    {
+        eprintln!("strata: failpoint {name} reached, aborting");
+        std::process::abort();
+    }
+}
+
 fn cancelled(opts: &RunOptions) -> Result<()> {
     if opts
         .cancel
@@ -893,6 +905,7 @@ async fn run_flow(
     if opts.dry_run {
         return Ok(outcome);
     }
+    failpoint("pipeline::before_commits");
     cancelled(opts)?;
     // 7. commits: quarantine first, target last, the same txns
     let mut txns: Vec<Txn> = pinned
@@ -952,6 +965,7 @@ async fn run_flow(
             outcome.commits.push(format!("{qname}@{v}"));
         }
     }
+    failpoint("pipeline::after_quarantine_commit");
     cancelled(opts)?;
     let (tinfo, mut ttable) = match target {
         Some(t) => t,
@@ -1043,6 +1057,7 @@ async fn run_flow(
             o.version
         }
     };
+    failpoint("pipeline::after_target_commit");
     if let Some(v) = committed {
         outcome.commits.push(format!("{tname}@{v}"));
         outcome.target_version = Some(v);
