@@ -603,12 +603,107 @@ impl Lakehouse {
                  restoring it removes rows, so it needs `strata table restore {name} --force`"
             )));
         }
+        let full_name = name.to_string();
+        let edges: Vec<crate::metastore::LineageEdge> = self
+            .metastore
+            .lineage()
+            .await?
+            .into_iter()
+            .filter(|e| e.kind == "flow")
+            .collect();
+        let flow_of = |e: &crate::metastore::LineageEdge| {
+            (
+                e.pipeline.clone().unwrap_or_default(),
+                e.flow.clone().unwrap_or_default(),
+            )
+        };
+        let readers: Vec<(String, String)> = edges
+            .iter()
+            .filter(|e| e.source_table == full_name)
+            .map(flow_of)
+            .collect();
+        let writers: Vec<(String, String)> = edges
+            .iter()
+            .filter(|e| e.target_table == full_name)
+            .map(flow_of)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if (!readers.is_empty() || !writers.is_empty()) && !force {
+            let mut why = Vec::new();
+            if !readers.is_empty() {
+                why.push(format!(
+                    "flows {} read it (they would be fully refreshed)",
+                    readers
+                        .iter()
+                        .map(|(p, f)| format!("{p}.{f}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if !writers.is_empty() {
+                why.push(format!(
+                    "flow {} writes it (its watermarks would go back to the restored version)",
+                    writers
+                        .iter()
+                        .map(|(p, f)| format!("{p}.{f}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            return Err(Error::Refused(format!(
+                "table {name}: {}; restoring it needs `strata table restore {name} --force`",
+                why.join("; ")
+            )));
+        }
         let table = self.open_delta(&info).await?;
         let version = match to {
             RestoreTarget::Version(v) => v,
             RestoreTarget::Timestamp(ts) => strata_table::version_at_timestamp(&table, ts).await?,
         };
-        let t = strata_table::restore(table, &name.to_string(), version).await?;
+        // the flows' watermarks as of the restored version, read before the restore
+        let mut resets: Vec<strata_table::Txn> = Vec::new();
+        let mut refresh: Vec<(String, String, String)> = Vec::new();
+        if !writers.is_empty() {
+            let at = self.open_delta_at(&info, version).await?;
+            for (p, f) in &writers {
+                for e in edges.iter().filter(|e| {
+                    e.target_table == full_name
+                        && e.pipeline.as_deref() == Some(p.as_str())
+                        && e.flow.as_deref() == Some(f.as_str())
+                }) {
+                    let Ok(src_name) = TableName::parse(&e.source_table) else {
+                        continue;
+                    };
+                    let Some(src) = self.metastore.get_table(&src_name).await? else {
+                        continue;
+                    };
+                    let app = format!("flow:{p}:{f}:{}", src.table_id);
+                    match strata_table::txn_version(&at, &full_name, &app).await? {
+                        Some(v) => resets.push(strata_table::Txn::new(app, v)),
+                        None => refresh.push((
+                            p.clone(),
+                            f.clone(),
+                            format!("its target {name} was restored to version {version}, before the flow first wrote it"),
+                        )),
+                    }
+                }
+            }
+        }
+        let mut t = strata_table::restore(table, &full_name, version).await?;
+        if !resets.is_empty() {
+            strata_table::reset_txns(&mut t, &full_name, &resets).await?;
+        }
+        for (p, f) in readers {
+            refresh.push((
+                p,
+                f,
+                format!("its source {name} was restored to version {version}"),
+            ));
+        }
+        for (p, f, why) in refresh {
+            self.metastore.mark_full_refresh(&p, &f, &why).await?;
+        }
         // Batches landed after the restored version are gone from the table: a new ingest
         // lands their files again (DECISIONS.md section 6).
         let reverted = self

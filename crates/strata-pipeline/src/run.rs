@@ -129,6 +129,94 @@ fn failpoint(name: &str) {
     }
 }
 
+/// A pipeline runs alone: a run holds the lease `pipeline:<name>` (renewed in the background)
+/// until it finishes. A run that finds it held waits for it to be released or to expire (its
+/// holder died); the time to live is `STRATA_PIPELINE_LEASE_TTL` seconds (default 15).
+struct Lease {
+    id: String,
+    holder: String,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    fn ttl() -> std::time::Duration {
+        let secs = std::env::var("STRATA_PIPELINE_LEASE_TTL")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|s| *s > 0)
+            .unwrap_or(15);
+        std::time::Duration::from_secs(secs)
+    }
+
+    async fn acquire(
+        ms: &strata_catalog::metastore::Metastore,
+        pipeline: &str,
+        holder: &str,
+    ) -> Result<Lease> {
+        let id = format!("pipeline:{pipeline}");
+        let ttl = Self::ttl();
+        let deadline = tokio::time::Instant::now() + ttl * 2 + std::time::Duration::from_secs(1);
+        loop {
+            match ms.try_acquire_lease(&id, holder, ttl).await? {
+                None => break,
+                Some(current) if tokio::time::Instant::now() >= deadline => {
+                    return Err(Error::Conflict(format!(
+                        "pipeline {pipeline} is being run by another process (run {}, since {}); \
+                         wait for it to finish",
+                        current.holder,
+                        current.acquired_at.to_rfc3339()
+                    )));
+                }
+                Some(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
+        }
+        let (ms2, id2, holder2) = (ms.clone(), id.clone(), holder.to_string());
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                if !matches!(ms2.renew_lease(&id2, &holder2, ttl).await, Ok(true)) {
+                    tracing::warn!(lease = %id2, "the pipeline lease could not be renewed");
+                }
+            }
+        });
+        Ok(Lease {
+            id,
+            holder: holder.to_string(),
+            heartbeat,
+        })
+    }
+
+    async fn release(self, ms: &strata_catalog::metastore::Metastore) {
+        self.heartbeat.abort();
+        if let Err(e) = ms.release_lease(&self.id, &self.holder).await {
+            tracing::warn!(error = %e, "releasing the pipeline lease");
+        }
+    }
+}
+
+/// A table left `creating` by a run that stopped mid-create: under the pipeline's lease it can
+/// only be this pipeline's, so it is settled by its log now (activated when its Delta log
+/// exists, removed otherwise).
+async fn settle_creating(lh: &Lakehouse, name: &TableName) -> Result<()> {
+    let ms = lh.metastore();
+    for info in ms
+        .list_tables_in_state(strata_catalog::metastore::TableState::Creating)
+        .await?
+        .into_iter()
+        .filter(|t| &t.name == name)
+    {
+        let url = Lakehouse::location_of(&info)?;
+        match strata_table::open_table(&url, &name.to_string()).await {
+            Ok(t) => {
+                let id = strata_table::detail(&t, &name.to_string())?.id;
+                ms.activate_table(&info.table_id, Some(&id)).await?;
+            }
+            Err(_) => ms.abort_create_table(&info.table_id).await?,
+        }
+    }
+    Ok(())
+}
+
 fn cancelled(opts: &RunOptions) -> Result<()> {
     if opts
         .cancel
@@ -162,10 +250,15 @@ pub async fn run(lh: &Lakehouse, p: &Pipeline, opts: &RunOptions) -> Result<RunS
     };
     let marks: BTreeMap<String, String> =
         ms.full_refresh_marks(p.name()).await?.into_iter().collect();
-    if !opts.dry_run {
+    let lease = if opts.dry_run {
+        None
+    } else {
+        let lease = Lease::acquire(ms, p.name(), &run_id).await?;
+        // holding the lease: an earlier run still marked running has stopped
         ms.abandon_running_pipeline_runs(p.name()).await?;
         ms.begin_pipeline_run(&run_id, p.name(), trigger).await?;
-    }
+        Some(lease)
+    };
     let key = ms.secret_key().await?;
     let mut outcomes: Vec<FlowOutcome> = Vec::new();
     let mut failed: BTreeSet<usize> = BTreeSet::new();
@@ -255,6 +348,9 @@ pub async fn run(lh: &Lakehouse, p: &Pipeline, opts: &RunOptions) -> Result<RunS
     if !opts.dry_run {
         ms.finish_pipeline_run(&run_id, status, error.as_deref())
             .await?;
+    }
+    if let Some(l) = lease {
+        l.release(ms).await;
     }
     Ok(RunSummary {
         run_id,
@@ -606,6 +702,10 @@ async fn run_flow(
     key: &[u8],
 ) -> Result<FlowOutcome> {
     let ms = lh.metastore();
+    if !opts.dry_run {
+        settle_creating(lh, &f.target).await?;
+        settle_creating(lh, &f.quarantine).await?;
+    }
     let target = open_if_exists(lh, &f.target).await?;
     let quarantine = open_if_exists(lh, &f.quarantine).await?;
     // 1. pin the sources

@@ -24,7 +24,9 @@ pub use history::{Commit, history, version_at_timestamp};
 pub use ops::*;
 pub use props::TableRole;
 pub use session::default_session;
-pub use stream::{FileWriter, add_records, commit_adds, commit_txns, table_schema, txn_version};
+pub use stream::{
+    FileWriter, add_records, commit_adds, commit_txns, reset_txns, table_schema, txn_version,
+};
 
 pub use deltalake;
 pub use deltalake::DeltaTable;

@@ -168,6 +168,20 @@ pub async fn commit_txns(table: &mut DeltaTable, name: &str, txns: &[Txn]) -> Re
     commit_actions(table, name, Vec::new(), None, txns, serde_json::Map::new()).await
 }
 
+/// Commits transactions unconditionally, lower versions included: after a restore, a flow
+/// target's watermarks go back to their values at the restored version (DECISIONS.md
+/// section 6). Delta readers take an app id's latest `txn` action.
+pub async fn reset_txns(table: &mut DeltaTable, name: &str, txns: &[Txn]) -> Result<Option<i64>> {
+    if txns.is_empty() {
+        return Ok(None);
+    }
+    table
+        .update_state()
+        .await
+        .map_err(|e| Error::delta(name, e))?;
+    commit_unchecked(table, name, Vec::new(), None, txns, serde_json::Map::new()).await
+}
+
 async fn all_at_least(table: &DeltaTable, name: &str, txns: &[Txn]) -> Result<bool> {
     for t in txns {
         if txn_version(table, name, &t.app_id).await? < Some(t.version) {
@@ -192,6 +206,17 @@ async fn commit_actions(
     if !txns.is_empty() && all_at_least(table, name, txns).await? {
         return Ok(None);
     }
+    commit_unchecked(table, name, adds, widened, txns, info).await
+}
+
+async fn commit_unchecked(
+    table: &mut DeltaTable,
+    name: &str,
+    adds: Vec<Add>,
+    widened: Option<&ArrowSchema>,
+    txns: &[Txn],
+    info: serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<i64>> {
     if let Some(schema) = widened {
         enable_timestamp_ntz(table, name, schema).await?;
     }
