@@ -87,6 +87,9 @@ enum Command {
     /// show); see docs/pipelines.md.
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
+    /// Check data quality: run expectations over an existing table (`quality check`).
+    #[command(subcommand)]
+    Quality(pipeline::QualityCommand),
     /// Metastore maintenance.
     #[command(subcommand)]
     Metastore(MetastoreCommand),
@@ -200,6 +203,10 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Pipeline(cmd) => {
             let lh = open(&cli.lakehouse).await?;
             pipeline::run(&lh, cmd, cli.format).await
+        }
+        Command::Quality(cmd) => {
+            let lh = open(&cli.lakehouse).await?;
+            pipeline::quality(&lh, cmd, cli.format).await
         }
         Command::Metastore(MetastoreCommand::Backup { file }) => {
             let lh = open(&cli.lakehouse).await?;

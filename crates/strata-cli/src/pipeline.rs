@@ -414,3 +414,64 @@ async fn run_pipeline(lh: &Lakehouse, args: RunArgs, format: Format) -> CliResul
         }
     }
 }
+
+#[derive(Subcommand)]
+pub enum QualityCommand {
+    /// Run expectations over an existing table (as dbt `test` does): row rules in one scan,
+    /// table rules after it. Results go to system.quality_results. Exits 3 when a rule with
+    /// action `fail` fails.
+    ///
+    /// The rules file holds `[[expect]]` entries, written as in a pipeline flow (see
+    /// docs/pipelines.md), with action `warn` (the default) or `fail`.
+    Check {
+        /// The table, e.g. silver.events.
+        table: String,
+        /// Check this version of the table instead of the latest.
+        #[arg(long)]
+        version: Option<i64>,
+        /// The rules file (TOML).
+        #[arg(long)]
+        rules: PathBuf,
+    },
+}
+
+pub async fn quality(lh: &Lakehouse, cmd: QualityCommand, format: Format) -> CliResult<ExitCode> {
+    let QualityCommand::Check {
+        table,
+        version,
+        rules,
+    } = cmd;
+    let name = strata_core::TableName::parse(&table)?;
+    let rules = strata_pipeline::quality::read_rules(&rules).map_err(pe)?;
+    let (results, fail) = strata_pipeline::quality::check_table(lh, &name, version, &rules)
+        .await
+        .map_err(pe)?;
+    let rows = results
+        .into_iter()
+        .map(|q| {
+            vec![
+                q.rule,
+                q.kind,
+                q.action,
+                q.rows_checked.to_string(),
+                q.rows_failed.to_string(),
+                if q.passed { "yes".into() } else { "no".into() },
+                q.observed.unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_rows(
+        &[
+            "rule", "kind", "action", "checked", "failed", "passed", "observed",
+        ],
+        rows,
+        format,
+    );
+    match fail {
+        Some(m) => {
+            eprintln!("error: quality check of {name} failed: {m}");
+            Ok(ExitCode::from(3))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
+}

@@ -11,6 +11,7 @@
 
 pub mod cast;
 pub mod error;
+pub mod quality;
 pub mod quarantine;
 pub mod record;
 pub mod reduce;

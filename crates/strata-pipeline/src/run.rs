@@ -481,7 +481,7 @@ async fn read_primary(
     Ok((with_row(arrival_sorted(rows)?)?, None))
 }
 
-fn session_ctx() -> SessionContext {
+pub(crate) fn session_ctx() -> SessionContext {
     SessionContext::new_with_state(strata_table::session::session_state())
 }
 
@@ -970,8 +970,31 @@ async fn run_flow(
         None => RecordBatch::new_empty(Arc::new(df_schema.as_arrow().clone())),
     };
     // 5. table rules over the checked output
-    let (table_results, table_fail) =
-        table_rules(lh, f, &kept, target.as_ref(), run_id, p.name()).await?;
+    let (table_results, table_fail) = {
+        let table_rules: Vec<&Rule> = f.rules.iter().filter(|r| !r.kind.is_row_rule()).collect();
+        let visible = visible_schema(&kept.schema());
+        let idx: Vec<usize> = visible
+            .fields()
+            .iter()
+            .map(|fl| kept.schema().index_of(fl.name()))
+            .collect::<std::result::Result<_, _>>()?;
+        let out = kept.project(&idx)?;
+        let rows = out.num_rows() as i64;
+        let output: Arc<dyn TableProvider> =
+            Arc::new(MemTable::try_new(out.schema(), vec![vec![out]])?);
+        let target_provider = match &target {
+            Some((_, t)) => Some(provider(t).await?),
+            None => None,
+        };
+        let tname = f.target.to_string();
+        let scope = crate::quality::Scope {
+            run_id,
+            pipeline: Some(p.name()),
+            flow: Some(&f.name),
+            table: &tname,
+        };
+        crate::quality::table_rules(lh, &table_rules, output, rows, target_provider, &scope).await?
+    };
     quality.extend(table_results);
     if let Some(msg) = table_fail {
         GATE_RESULTS.with(|g| *g.borrow_mut() = quality.clone());
@@ -1185,7 +1208,7 @@ fn target_is_new_or_refresh(full_refresh: bool) -> bool {
 }
 
 /// The table's scan provider at its loaded version.
-async fn provider(t: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
+pub(crate) async fn provider(t: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
     Ok(Arc::new(t.table_provider().build().await?))
 }
 
@@ -1336,153 +1359,4 @@ async fn create_target(
     }
     let t = lh.open_delta(&info).await?;
     Ok((info, t))
-}
-
-/// Evaluates the table rules over the kept output; returns the results and, when a `fail`
-/// rule failed, the message.
-async fn table_rules(
-    lh: &Lakehouse,
-    f: &Flow,
-    kept: &RecordBatch,
-    target: Option<&(TableInfo, DeltaTable)>,
-    run_id: &str,
-    pipeline: &str,
-) -> Result<(Vec<QualityResult>, Option<String>)> {
-    let rules: Vec<&Rule> = f.rules.iter().filter(|r| !r.kind.is_row_rule()).collect();
-    if rules.is_empty() {
-        return Ok((Vec::new(), None));
-    }
-    let visible = visible_schema(&kept.schema());
-    let idx: Vec<usize> = visible
-        .fields()
-        .iter()
-        .map(|fl| kept.schema().index_of(fl.name()))
-        .collect::<std::result::Result<_, _>>()?;
-    let kept = kept.project(&idx)?;
-    let ctx = session_ctx();
-    let mut tables: Vec<(String, String, Arc<dyn TableProvider>)> = vec![(
-        "default".into(),
-        "output".into(),
-        Arc::new(MemTable::try_new(kept.schema(), vec![vec![kept.clone()]])?),
-    )];
-    if let Some((_, t)) = target {
-        let provider = provider(t).await?;
-        tables.push(("default".into(), "target".into(), provider));
-    }
-    for r in &rules {
-        if let RuleKind::References { table, .. } = &r.kind {
-            let n = TableName::parse(table)?;
-            let info = lh.table(&n).await?;
-            let t = lh.open_delta(&info).await?;
-            let provider = provider(&t).await?;
-            tables.push((n.schema.as_str().into(), n.table.as_str().into(), provider));
-        }
-    }
-    drop(ctx);
-    let state = transform::session(tables)?;
-    let scalar = |sql: String| {
-        let state = state.clone();
-        async move {
-            let plan = transform::plan_query(&state, &sql).await?;
-            let batches = DataFrame::new(state, plan).collect().await?;
-            let v = batches
-                .iter()
-                .find(|b| b.num_rows() > 0)
-                .map(|b| -> Result<Option<String>> {
-                    let a = b.column(0);
-                    if a.is_null(0) {
-                        Ok(None)
-                    } else {
-                        Ok(Some(text(a, 0)?))
-                    }
-                })
-                .transpose()?
-                .flatten();
-            Ok::<Option<String>, Error>(v)
-        }
-    };
-    let n = kept.num_rows() as i64;
-    let mut out = Vec::new();
-    let mut fail: Option<String> = None;
-    for r in rules {
-        let (observed, failed_rows, passed): (Option<String>, i64, bool) = match &r.kind {
-            RuleKind::Unique(cols) => {
-                let c = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
-                let v = scalar(format!(
-                    "SELECT coalesce(sum(c - 1), 0) FROM (SELECT count(*) AS c FROM output GROUP BY {c}) WHERE c > 1"
-                ))
-                .await?;
-                let d: i64 = v.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
-                (Some(d.to_string()), d, d == 0)
-            }
-            RuleKind::RowCount(b) => {
-                let ok = b.min.is_none_or(|m| n >= m) && b.max.is_none_or(|m| n <= m);
-                (Some(n.to_string()), 0, ok)
-            }
-            RuleKind::Aggregate(sql) => {
-                let v = scalar(format!("SELECT ({sql}) FROM output")).await?;
-                let ok = v.as_deref() == Some("true");
-                (v, 0, ok)
-            }
-            RuleKind::Freshness {
-                column,
-                max_age_secs,
-            } => {
-                let c = ident(column);
-                let sql = if target.is_some() {
-                    format!(
-                        "SELECT max(m) FROM (SELECT max({c}) AS m FROM output UNION ALL SELECT max({c}) AS m FROM target)"
-                    )
-                } else {
-                    format!("SELECT max({c}) FROM output")
-                };
-                let v = scalar(sql).await?;
-                let ok = v
-                    .as_deref()
-                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                    .is_some_and(|t| {
-                        (Utc::now() - t.with_timezone(&Utc)).num_seconds() <= *max_age_secs as i64
-                    });
-                (v, 0, ok)
-            }
-            RuleKind::References {
-                column,
-                table,
-                to_column,
-            } => {
-                let v = scalar(format!(
-                    "SELECT count(*) FROM output o WHERE o.{c} IS NOT NULL AND NOT EXISTS \
-                     (SELECT 1 FROM {table} r WHERE r.{t} = o.{c})",
-                    c = ident(column),
-                    t = ident(to_column)
-                ))
-                .await?;
-                let d: i64 = v.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
-                (Some(d.to_string()), d, d == 0)
-            }
-            _ => continue,
-        };
-        if !passed && r.action == Action::Fail && fail.is_none() {
-            fail = Some(format!(
-                "table expectation {} failed (observed {})",
-                r.name,
-                observed.clone().unwrap_or_else(|| "NULL".into())
-            ));
-        }
-        out.push(QualityResult {
-            run_id: run_id.to_string(),
-            pipeline: Some(pipeline.to_string()),
-            flow: Some(f.name.clone()),
-            table: f.target.to_string(),
-            rule: r.name.clone(),
-            kind: "table".into(),
-            action: r.action.as_str().into(),
-            rows_checked: n,
-            rows_failed: failed_rows,
-            passed,
-            observed,
-            evaluated_at: Utc::now(),
-        });
-    }
-    Ok((out, fail))
 }
