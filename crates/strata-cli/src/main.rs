@@ -87,6 +87,9 @@ enum Command {
     /// show); see docs/pipelines.md.
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCommand),
+    /// Quarantined rows: show them, replay them into their targets, or purge them.
+    #[command(subcommand)]
+    Quarantine(pipeline::QuarantineCommand),
     /// Check data quality: run expectations over an existing table (`quality check`).
     #[command(subcommand)]
     Quality(pipeline::QualityCommand),
@@ -203,6 +206,10 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Pipeline(cmd) => {
             let lh = open(&cli.lakehouse).await?;
             pipeline::run(&lh, cmd, cli.format).await
+        }
+        Command::Quarantine(cmd) => {
+            let lh = open(&cli.lakehouse).await?;
+            pipeline::quarantine(&lh, cmd, cli.format).await
         }
         Command::Quality(cmd) => {
             let lh = open(&cli.lakehouse).await?;

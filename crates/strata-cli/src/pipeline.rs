@@ -475,3 +475,144 @@ pub async fn quality(lh: &Lakehouse, cmd: QualityCommand, format: Format) -> Cli
         None => Ok(ExitCode::SUCCESS),
     }
 }
+
+/// Which quarantined rows: shared by show, replay and purge.
+#[derive(Args)]
+pub struct QuarantineFilter {
+    /// Only rows of this stage: ingest, contract, cast or expectation.
+    #[arg(long)]
+    stage: Option<String>,
+    /// Only rows that failed this expectation.
+    #[arg(long)]
+    rule: Option<String>,
+    /// Only rows of this flow.
+    #[arg(long)]
+    flow: Option<String>,
+}
+
+impl QuarantineFilter {
+    fn filter(&self, older_than: Option<&str>) -> CliResult<strata_pipeline::replay::Filter> {
+        let older_than = match older_than {
+            Some(t) => Some(strata_pipeline::rules::parse_duration(t).ok_or_else(|| {
+                usage_error(format!(
+                    "--older-than {t}: expected a duration like 12h, 7d or 2w"
+                ))
+            })?),
+            None => None,
+        };
+        Ok(strata_pipeline::replay::Filter {
+            stage: self.stage.clone(),
+            rule: self.rule.clone(),
+            flow: self.flow.clone(),
+            older_than,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub enum QuarantineCommand {
+    /// List quarantined rows, newest first: stage, flow, failed rules, reason, where the row
+    /// came from, and the row itself.
+    Show {
+        /// The quarantine table, e.g. quarantine.events.
+        table: String,
+        #[command(flatten)]
+        filter: QuarantineFilter,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Re-check `cast` and `expectation` rows against their flow's current definition (the
+    /// one of its latest successful run: fix a rule or a cast, run the pipeline, then replay)
+    /// and move the rows that now pass into the flow's target, exactly once. Rows that still
+    /// fail stay. Works for append and merge flows; aggregating flows are recomputed with
+    /// `pipeline run --full-refresh` instead.
+    Replay {
+        table: String,
+        #[command(flatten)]
+        filter: QuarantineFilter,
+    },
+    /// Remove quarantined rows on purpose (one Delta commit). Name the rows with a filter, or
+    /// pass --all.
+    Purge {
+        table: String,
+        #[command(flatten)]
+        filter: QuarantineFilter,
+        /// Only rows quarantined longer ago than this (e.g. 30d).
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
+        /// Remove every row of the table.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+pub async fn quarantine(
+    lh: &Lakehouse,
+    cmd: QuarantineCommand,
+    format: Format,
+) -> CliResult<ExitCode> {
+    match cmd {
+        QuarantineCommand::Show {
+            table,
+            filter,
+            limit,
+        } => {
+            let name = strata_core::TableName::parse(&table)?;
+            let (schema, batches) =
+                strata_pipeline::replay::show(lh, &name, &filter.filter(None)?, limit)
+                    .await
+                    .map_err(pe)?;
+            crate::output::print_batches(&schema, &batches, format);
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineCommand::Replay { table, filter } => {
+            let name = strata_core::TableName::parse(&table)?;
+            let o = strata_pipeline::replay::replay(lh, &name, &filter.filter(None)?)
+                .await
+                .map_err(pe)?;
+            if o.finished > 0 {
+                out!(
+                    "finished {} replay(s) stopped between their commits",
+                    o.finished
+                );
+            }
+            let moved: u64 = o.moved.values().sum();
+            for (t, n) in &o.moved {
+                out!("moved {n} row(s) into {t}");
+            }
+            for (f, n) in o.still_failing.iter().filter(|(_, n)| **n > 0) {
+                out!("{n} row(s) of flow {f} still fail and stay in {name}");
+            }
+            if o.skipped > 0 {
+                out!(
+                    "{} row(s) of stage ingest or contract left in place: land their fixed \
+                     source files again with `strata ingest`",
+                    o.skipped
+                );
+            }
+            if moved == 0 {
+                out!("no row moved");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineCommand::Purge {
+            table,
+            filter,
+            older_than,
+            all,
+        } => {
+            let name = strata_core::TableName::parse(&table)?;
+            let n = strata_pipeline::replay::purge(
+                lh,
+                &name,
+                &filter.filter(older_than.as_deref())?,
+                all,
+            )
+            .await
+            .map_err(pe)?;
+            out!("removed {n} row(s) from {name}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -15,6 +15,7 @@ pub mod quality;
 pub mod quarantine;
 pub mod record;
 pub mod reduce;
+pub mod replay;
 pub mod rules;
 pub mod run;
 pub mod spec;

@@ -120,7 +120,7 @@ struct Pinned {
 /// Crash-test hook: `STRATA_FAILPOINT=<name>` aborts the process when the run reaches `name`
 /// (`pipeline::before_commits`, `pipeline::after_quarantine_commit`,
 /// `pipeline::after_target_commit`).
-fn failpoint(name: &str) {
+pub(crate) fn failpoint(name: &str) {
     if let Ok(v) = std::env::var("STRATA_FAILPOINT")
         && v == name
     {
@@ -304,7 +304,12 @@ pub async fn run(lh: &Lakehouse, p: &Pipeline, opts: &RunOptions) -> Result<RunS
             }
         };
         if !opts.dry_run {
-            let definition = serde_json::to_value(&f.spec).unwrap_or(Value::Null);
+            // the whole file and the flow's name: replay re-reads exactly these steps and rules
+            let definition = json!({
+                "origin": p.file.origin,
+                "pipeline_file": p.file.text,
+                "flow": f.name,
+            });
             ms.record_flow_run(&FlowRun {
                 run_id: run_id.clone(),
                 pipeline: p.name().to_string(),
@@ -823,7 +828,8 @@ async fn run_flow(
     }
     let out_df = t.output.clone();
     let df_schema = out_df.schema().clone();
-    let del = delete_expr(&t.session, &df_schema, f)?;
+    // a bad delete_when fails the flow before anything is read further or written
+    delete_expr(&t.session, &df_schema, f)?;
     let mut exprs: Vec<Expr> = df_schema.columns().into_iter().map(Expr::Column).collect();
     for (n, r) in row_rules.iter().enumerate() {
         let e = r.row_expr(&t.session, &df_schema, &f.at, &f.name)?;
@@ -1151,17 +1157,7 @@ async fn run_flow(
             let (_, o) = strata_table::append(ttable, &tname, frame(data)?, &wopts).await?;
             o.version
         }
-        Mode::Merge => {
-            let spec = merge_spec(&visible, &keys, f.spec.sequence_by.as_deref(), del.clone());
-            let source = strata_table::conform(
-                frame(data)?,
-                &strata_table::arrow_schema(&ttable, &tname)?,
-                &tname,
-                false,
-            )?;
-            let (_, o) = strata_table::merge_with(ttable, &tname, source, spec, &wopts).await?;
-            o.version
-        }
+        Mode::Merge => merge_rows(ttable, &tname, data, f, &wopts).await?,
         Mode::Replace => match _changes.as_ref().and_then(|c| c.first()) {
             Some(ch) => match partition_predicate(ch, &partition_by)? {
                 Some(pred) => {
@@ -1213,11 +1209,43 @@ pub(crate) async fn provider(t: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
 }
 
 /// A DataFrame over one batch.
-fn frame(b: RecordBatch) -> Result<DataFrame> {
+pub(crate) fn frame(b: RecordBatch) -> Result<DataFrame> {
     let ctx = session_ctx();
     let schema = b.schema();
     let t = MemTable::try_new(schema, vec![vec![b]])?;
     Ok(ctx.read_table(Arc::new(t))?)
+}
+
+/// Merges `data` (the flow's checked output) into its target: reduced to the latest row per
+/// key first, then one MERGE commit.
+pub(crate) async fn merge_rows(
+    ttable: DeltaTable,
+    tname: &str,
+    data: RecordBatch,
+    f: &Flow,
+    wopts: &WriteOptions,
+) -> Result<Option<i64>> {
+    let order: Vec<String> = f.spec.sequence_by.iter().cloned().collect();
+    let data = crate::reduce::latest_per_key(&data, &f.spec.keys, &order)?;
+    let visible = visible_schema(&data.schema());
+    let idx: Vec<usize> = visible
+        .fields()
+        .iter()
+        .map(|fl| data.schema().index_of(fl.name()))
+        .collect::<std::result::Result<_, _>>()?;
+    let data = data.project(&idx)?;
+    let df = frame(data)?;
+    let state = strata_table::session::session_state();
+    let del = delete_expr(&state, df.schema(), f)?;
+    let spec = merge_spec(&visible, &f.spec.keys, f.spec.sequence_by.as_deref(), del);
+    let source = strata_table::conform(
+        df,
+        &strata_table::arrow_schema(&ttable, tname)?,
+        tname,
+        false,
+    )?;
+    let (_, o) = strata_table::merge_with(ttable, tname, source, spec, wopts).await?;
+    Ok(o.version)
 }
 
 /// The MERGE of a `merge` flow: matched keys are updated when the source's sequence is at least

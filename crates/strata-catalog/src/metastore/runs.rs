@@ -392,7 +392,7 @@ impl Metastore {
     ) -> Result<Option<serde_json::Value>> {
         let text: Option<String> = sqlx::query_scalar(
             "SELECT definition FROM flow_runs \
-             WHERE pipeline = ? AND flow = ? AND status = 'succeeded' \
+             WHERE pipeline = ? AND flow = ? AND status IN ('succeeded', 'skipped') \
              ORDER BY started_at DESC, run_id DESC LIMIT 1",
         )
         .bind(pipeline)
@@ -542,6 +542,67 @@ impl Metastore {
         .bind(name)
         .fetch_one(&self.pool)
         .await?)
+    }
+
+    // ---- replay markers -----------------------------------------------------------------
+
+    /// Records that replay number `n` of quarantine table `quarantine_id` moves the rows
+    /// `ids` (before its target commit), so a replay stopped between its two commits can be
+    /// finished by the next one.
+    pub async fn begin_replay(
+        &self,
+        quarantine_id: &str,
+        n: i64,
+        target: &str,
+        ids: &[String],
+    ) -> Result<()> {
+        let ids = serde_json::json!({"target": target, "ids": ids}).to_string();
+        sqlx::query("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)")
+            .bind(format!("replay:{quarantine_id}:{n}"))
+            .bind(ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Replays of `quarantine_id` begun and not finished: (number, target table, ids).
+    pub async fn pending_replays(
+        &self,
+        quarantine_id: &str,
+    ) -> Result<Vec<(i64, String, Vec<String>)>> {
+        let prefix = format!("replay:{quarantine_id}:");
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT key, value FROM settings WHERE key LIKE ? || '%' ORDER BY key")
+                .bind(&prefix)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut out = Vec::new();
+        for (k, v) in rows {
+            let Some(n) = k.strip_prefix(&prefix).and_then(|n| n.parse::<i64>().ok()) else {
+                continue;
+            };
+            #[derive(serde::Deserialize)]
+            struct Marker {
+                target: String,
+                ids: Vec<String>,
+            }
+            let m: Marker = serde_json::from_str(&v).map_err(|e| {
+                Error::Storage(format!(
+                    "metastore holds a malformed replay marker {k}: {e}"
+                ))
+            })?;
+            out.push((n, m.target, m.ids));
+        }
+        out.sort_by_key(|(n, _, _)| *n);
+        Ok(out)
+    }
+
+    pub async fn finish_replay(&self, quarantine_id: &str, n: i64) -> Result<()> {
+        sqlx::query("DELETE FROM settings WHERE key = ?")
+            .bind(format!("replay:{quarantine_id}:{n}"))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
 
