@@ -15,18 +15,21 @@ use crate::{CliResult, Format, not_found, usage_error};
 
 #[derive(Subcommand)]
 pub enum PipelineCommand {
-    /// Check a pipeline file without touching data: its syntax (errors name the line and
-    /// key), tables, columns and types, layer rules (bronze -> silver -> gold), cycles,
-    /// aggregates in append flows, and PII carried in clear. Lists bronze columns no flow maps.
-    /// Exits 1 when it finds a problem.
+    /// Check a pipeline file without touching data.
+    ///
+    /// Checks its syntax (errors name the line and key), tables, columns and types, layer rules
+    /// (bronze -> silver -> gold), cycles, aggregates in append flows, and PII carried in clear,
+    /// and lists bronze columns no flow maps. Exits 1 when it finds a problem.
     Validate {
         /// The pipeline file (TOML; see docs/pipelines.md).
         file: PathBuf,
     },
-    /// Run a pipeline's flows in dependency order. Each flow reads only what changed in its
-    /// sources since its last successful run; a run with no new input commits nothing. A
-    /// failed flow stops only the flows that read it. Exits 3 when an expectation with action
-    /// `fail` failed, 1 when a flow failed otherwise.
+    /// Run a pipeline's flows in dependency order, incrementally.
+    ///
+    /// Each flow reads only what changed in its sources since its last successful run; a run
+    /// with no new input commits nothing, and a run stopped at any point and run again gives the
+    /// same tables as a clean run. A failed flow stops only the flows that read it. Exits 3 when
+    /// an expectation with action `fail` failed, 1 when a flow failed otherwise.
     Run(RunArgs),
     /// List recent pipeline runs, newest first.
     Runs {
@@ -37,8 +40,10 @@ pub enum PipelineCommand {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
-    /// Show one run: each flow's status, rows read, written, quarantined and dropped, and its
-    /// expectations' results.
+    /// Show one run: its flows and their expectations' results.
+    ///
+    /// Each flow's status, rows read, written, quarantined and dropped, the target version, and
+    /// every expectation's rows checked and failed.
     Show {
         /// The run id (from `strata pipeline runs`).
         run: String,
@@ -417,9 +422,10 @@ async fn run_pipeline(lh: &Lakehouse, args: RunArgs, format: Format) -> CliResul
 
 #[derive(Subcommand)]
 pub enum QualityCommand {
-    /// Run expectations over an existing table (as dbt `test` does): row rules in one scan,
-    /// table rules after it. Results go to system.quality_results. Exits 3 when a rule with
-    /// action `fail` fails.
+    /// Run expectations over an existing table, as dbt `test` does.
+    ///
+    /// Row rules run in one scan, table rules after it. Results go to system.quality_results.
+    /// Exits 3 when a rule with action `fail` fails.
     ///
     /// The rules file holds `[[expect]]` entries, written as in a pipeline flow (see
     /// docs/pipelines.md), with action `warn` (the default) or `fail`.
@@ -511,8 +517,9 @@ impl QuarantineFilter {
 
 #[derive(Subcommand)]
 pub enum QuarantineCommand {
-    /// List quarantined rows, newest first: stage, flow, failed rules, reason, where the row
-    /// came from, and the row itself.
+    /// List quarantined rows, newest first.
+    ///
+    /// Each row's stage, flow, failed rules, reason, where it came from, and the row itself.
     Show {
         /// The quarantine table, e.g. quarantine.events.
         table: String,
@@ -522,19 +529,23 @@ pub enum QuarantineCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    /// Re-check `cast` and `expectation` rows against their flow's current definition (the
-    /// one of its latest successful run: fix a rule or a cast, run the pipeline, then replay)
-    /// and move the rows that now pass into the flow's target, exactly once. Rows that still
+    /// Move rows that now pass their flow's rules into its target, exactly once.
+    ///
+    /// Re-checks `cast` and `expectation` rows against their flow's current definition (the one
+    /// of its latest run: fix a rule or a cast, run the pipeline, then replay). Rows that still
     /// fail stay. Works for append and merge flows; aggregating flows are recomputed with
     /// `pipeline run --full-refresh` instead.
     Replay {
+        /// The quarantine table, e.g. quarantine.events.
         table: String,
         #[command(flatten)]
         filter: QuarantineFilter,
     },
-    /// Remove quarantined rows on purpose (one Delta commit). Name the rows with a filter, or
-    /// pass --all.
+    /// Remove quarantined rows on purpose, in one commit.
+    ///
+    /// Name the rows with a filter, or pass --all.
     Purge {
+        /// The quarantine table, e.g. quarantine.events.
         table: String,
         #[command(flatten)]
         filter: QuarantineFilter,

@@ -360,6 +360,10 @@ fn help_text_matches_golden_files() {
             vec!["generate", "events", "--help"],
             "generate_events_help.txt",
         ),
+        (vec!["pipeline", "--help"], "pipeline_help.txt"),
+        (vec!["pipeline", "run", "--help"], "pipeline_run_help.txt"),
+        (vec!["quarantine", "--help"], "quarantine_help.txt"),
+        (vec!["quality", "check", "--help"], "quality_check_help.txt"),
     ] {
         let o = std::process::Command::new(strata_bin())
             .args(&args)
