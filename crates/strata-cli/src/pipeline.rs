@@ -61,6 +61,11 @@ pub struct RunArgs {
     /// Recompute the selected flows from their sources' full snapshots.
     #[arg(long)]
     full_refresh: bool,
+    /// Recompute a range of partitions of the selected replace and full flows (a backfill),
+    /// from their sources at the versions they last consumed: `event_date=2024-09-01..2024-09-03`
+    /// or `event_date=2024-09-01`. Safe to repeat.
+    #[arg(long, value_name = "COLUMN=FROM..TO", conflicts_with = "full_refresh")]
+    partitions: Option<String>,
     /// Read, transform and check, then report what would be written; commit nothing.
     #[arg(long)]
     dry_run: bool,
@@ -374,6 +379,13 @@ async fn run_pipeline(lh: &Lakehouse, args: RunArgs, format: Format) -> CliResul
             "manual".into()
         },
         cancel: Some(cancel.clone()),
+        partitions: match &args.partitions {
+            Some(t) => Some(
+                strata_pipeline::PartitionRange::parse(t)
+                    .map_err(|e| usage_error(e.to_string()))?,
+            ),
+            None => None,
+        },
     };
     loop {
         // the file is read again each time, so an edit takes effect at the next run

@@ -24,6 +24,6 @@ pub mod transform;
 pub mod validate;
 
 pub use error::{Error, Result};
-pub use run::{FlowOutcome, RunOptions, RunSummary, run};
+pub use run::{FlowOutcome, PartitionRange, RunOptions, RunSummary, run};
 pub use spec::PipelineFile;
 pub use validate::{Pipeline, Report, check, resolve};

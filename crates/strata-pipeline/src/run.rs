@@ -63,6 +63,56 @@ pub struct RunOptions {
     pub trigger: String,
     /// Set by Ctrl-C or SIGTERM: the run stops before its next commit.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// `--partitions col=from..to`: recompute that range of the selected `replace` and `full`
+    /// flows (a backfill) from their sources at the current watermarks.
+    pub partitions: Option<PartitionRange>,
+}
+
+/// A range of one partition column's values, both ends included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRange {
+    pub column: String,
+    pub from: String,
+    pub to: String,
+}
+
+impl PartitionRange {
+    /// Parses `col=from..to` or `col=value`.
+    pub fn parse(text: &str) -> Result<PartitionRange> {
+        let bad = || {
+            Error::InvalidInput(format!(
+                "--partitions {text}: expected COLUMN=FROM..TO or COLUMN=VALUE, e.g. \
+                 event_date=2024-09-01..2024-09-03"
+            ))
+        };
+        let (column, range) = text.split_once('=').ok_or_else(bad)?;
+        let (from, to) = match range.split_once("..") {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (range.trim(), range.trim()),
+        };
+        if column.trim().is_empty() || from.is_empty() || to.is_empty() {
+            return Err(bad());
+        }
+        Ok(PartitionRange {
+            column: column.trim().to_string(),
+            from: from.to_string(),
+            to: to.to_string(),
+        })
+    }
+
+    /// The range as a predicate over a column of type `t`.
+    fn predicate(&self, t: &DataType) -> String {
+        let lit = |v: &str| match t {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => quote(v),
+            other => format!("CAST({} AS {})", quote(v), type_name(other)),
+        };
+        format!(
+            "{c} >= {} AND {c} <= {}",
+            lit(&self.from),
+            lit(&self.to),
+            c = ident(&self.column)
+        )
+    }
 }
 
 /// What happened to one flow.
@@ -243,7 +293,9 @@ pub async fn run(lh: &Lakehouse, p: &Pipeline, opts: &RunOptions) -> Result<RunS
     let selected = p.select(&opts.select)?;
     let ms = lh.metastore();
     let run_id = uuid::Uuid::new_v4().to_string();
-    let trigger = if opts.trigger.is_empty() {
+    let trigger = if opts.partitions.is_some() {
+        "backfill"
+    } else if opts.trigger.is_empty() {
         "manual"
     } else {
         opts.trigger.as_str()
@@ -738,9 +790,50 @@ async fn run_flow(
             version,
         });
     }
-    let first_run = target.is_none() || pinned.iter().any(|s| s.watermark.is_none());
-    let advanced = pinned.iter().any(|s| Some(s.version) > s.watermark);
     let mut outcome = FlowOutcome::new(f, "succeeded", None);
+    // a backfill: the range, read at the current watermarks
+    let backfill: Option<String> = match &opts.partitions {
+        None => None,
+        Some(range) => {
+            if !matches!(f.mode, Mode::Replace | Mode::Full)
+                || !f.spec.partition_by.contains(&range.column)
+            {
+                outcome.status = "skipped".into();
+                outcome.warnings.push(format!(
+                    "--partitions applies to replace and full flows partitioned by {}; flow {} \
+                     ({} mode, partitioned by [{}]) was not run",
+                    range.column,
+                    f.name,
+                    f.mode,
+                    f.spec.partition_by.join(", ")
+                ));
+                return Ok(outcome);
+            }
+            if target.is_none() || pinned.iter().any(|s| s.watermark.is_none()) {
+                return Err(Error::InvalidInput(format!(
+                    "flow {} has not run yet: run the pipeline once before a backfill",
+                    f.name
+                )));
+            }
+            for s in pinned.iter_mut() {
+                s.version = s.watermark.unwrap_or(s.version);
+            }
+            let schema =
+                strata_table::arrow_schema(&pinned[0].table, &pinned[0].info.name.to_string())?;
+            let t = schema
+                .field_with_name(&range.column)
+                .map(|fl| fl.data_type().clone())
+                .map_err(|_| {
+                    Error::InvalidInput(format!(
+                        "--partitions {}: {} has no column {}",
+                        range.column, pinned[0].info.name, range.column
+                    ))
+                })?;
+            Some(range.predicate(&t))
+        }
+    };
+    let first_run = target.is_none() || pinned.iter().any(|s| s.watermark.is_none());
+    let advanced = pinned.iter().any(|s| Some(s.version) > s.watermark) || backfill.is_some();
     let sources_json: Value = pinned
         .iter()
         .map(|s| {
@@ -756,9 +849,22 @@ async fn run_flow(
         outcome.status = "skipped".into();
         return Ok(outcome);
     }
-    let full = full_refresh || first_run || f.mode == Mode::Full;
+    let full = backfill.is_none() && (full_refresh || first_run || f.mode == Mode::Full);
     // 2. read the first source once
-    let (primary, _changes) = read_primary(&pinned[0], full, f.mode, &f.spec.partition_by).await?;
+    let (primary, _changes) = match &backfill {
+        Some(pred) => {
+            let src = &pinned[0];
+            let b = scan_snapshot(
+                &src.table,
+                &src.info.name.to_string(),
+                src.version,
+                Some(pred),
+            )
+            .await?;
+            (with_row(arrival_sorted(b)?)?, None)
+        }
+        None => read_primary(&pinned[0], full, f.mode, &f.spec.partition_by).await?,
+    };
     outcome.rows_read = primary.num_rows() as i64;
     let mut others: Vec<(TableName, Arc<dyn TableProvider>)> = Vec::new();
     for s in pinned.iter().skip(1) {
@@ -1041,7 +1147,7 @@ async fn run_flow(
         .iter()
         .map(|s| Txn::new(s.app_id.clone(), s.version))
         .collect();
-    if full_refresh {
+    if full_refresh || backfill.is_some() {
         let app = format!("backfill:{}:{}", p.name(), f.name);
         txns.push(Txn::new(app.clone(), ms.next_sequence(&app).await?));
     }
@@ -1049,7 +1155,7 @@ async fn run_flow(
         txns: txns.clone(),
         ..Default::default()
     };
-    let recompute_scope = full || f.mode == Mode::Replace;
+    let recompute_scope = full || f.mode == Mode::Replace || backfill.is_some();
     if !qrows.is_empty() || (recompute_scope && quarantine.is_some()) {
         let (qinfo, qtable) = match quarantine {
             Some(q) => q,
@@ -1066,6 +1172,13 @@ async fn run_flow(
             if !full {
                 let mut scopes: BTreeSet<String> =
                     qrows.iter().filter_map(|r| r.scope.clone()).collect();
+                if backfill.is_some() {
+                    for r in 0..primary.num_rows() {
+                        if let Some(sc) = scope_of(&primary, r, &partition_by)? {
+                            scopes.insert(sc);
+                        }
+                    }
+                }
                 if let Some(ch) = &_changes {
                     for b in ch {
                         for r in 0..b.num_rows() {
@@ -1140,6 +1253,12 @@ async fn run_flow(
     }
     let rows = data.num_rows();
     let committed = match f.mode {
+        _ if backfill.is_some() => {
+            let pred = backfill.as_deref().unwrap_or("false");
+            let (_, o) =
+                strata_table::replace_where(ttable, &tname, frame(data)?, pred, &wopts).await?;
+            o.version
+        }
         _ if full && f.mode != Mode::Append && f.mode != Mode::Merge => {
             let (_, o) =
                 strata_table::replace_where(ttable, &tname, frame(data)?, "true", &wopts).await?;
