@@ -234,6 +234,24 @@ pub fn resolve(file: PipelineFile) -> Result<Pipeline> {
                 format!("flow {name}: `keys` and `sequence_by` apply to modes merge and scd2, not {mode}"),
             ));
         }
+        if spec.apply_deletes {
+            return Err(file.err(
+                spec.name.span(),
+                format!(
+                    "flow {name}: apply_deletes is not available in this version of Strata: deleted \
+                     source rows are not removed from the target; leave it out"
+                ),
+            ));
+        }
+        if spec.on_schema_change == crate::spec::OnSchemaChange::FullRefresh {
+            return Err(file.err(
+                spec.name.span(),
+                format!(
+                    "flow {name}: on_schema_change = \"full_refresh\" is not available in this \
+                     version of Strata; use append_new_columns (the default) or fail"
+                ),
+            ));
+        }
         if mode == Mode::Scd2 {
             return Err(file.err(
                 mode_at,
