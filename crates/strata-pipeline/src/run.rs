@@ -1211,7 +1211,14 @@ async fn run_flow(
     cancelled(opts)?;
     let (tinfo, mut ttable) = match target {
         Some(t) => t,
-        None => create_target(lh, f, &visible, report).await?,
+        None => {
+            let schema = if f.mode == Mode::Scd2 {
+                scd2_schema(&visible, f)?
+            } else {
+                visible.clone()
+            };
+            create_target(lh, f, &schema, report).await?
+        }
     };
     let tname = tinfo.name.to_string();
     // new columns of the output
@@ -1259,6 +1266,8 @@ async fn run_flow(
                 strata_table::replace_where(ttable, &tname, frame(data)?, pred, &wopts).await?;
             o.version
         }
+        Mode::Scd2 if rows == 0 => strata_table::commit_txns(&mut ttable, &tname, &txns).await?,
+        Mode::Scd2 => scd2_write(ttable, &tname, data, f, &wopts, full).await?,
         _ if full && f.mode != Mode::Append && f.mode != Mode::Merge => {
             let (_, o) =
                 strata_table::replace_where(ttable, &tname, frame(data)?, "true", &wopts).await?;
@@ -1289,7 +1298,7 @@ async fn run_flow(
             },
             None => strata_table::commit_txns(&mut ttable, &tname, &txns).await?,
         },
-        Mode::Full | Mode::Scd2 => {
+        Mode::Full => {
             let (_, o) =
                 strata_table::replace_where(ttable, &tname, frame(data)?, "true", &wopts).await?;
             o.version
@@ -1333,6 +1342,125 @@ pub(crate) fn frame(b: RecordBatch) -> Result<DataFrame> {
     let schema = b.schema();
     let t = MemTable::try_new(schema, vec![vec![b]])?;
     Ok(ctx.read_table(Arc::new(t))?)
+}
+
+/// The columns an `scd2` target adds to the flow's output.
+pub const SCD2_COLUMNS: [&str; 3] = ["__start_at", "__end_at", "__is_current"];
+
+/// An `scd2` target's schema: the output, then `__start_at` and `__end_at` (the sequence
+/// column's type) and `__is_current`.
+fn scd2_schema(out: &Schema, f: &Flow) -> Result<Schema> {
+    let seq = f.spec.sequence_by.as_deref().unwrap_or_default();
+    let t = out
+        .field_with_name(seq)
+        .map_err(|_| {
+            Error::InvalidInput(format!(
+                "flow {}: sequence_by {seq} is not an output column",
+                f.name
+            ))
+        })?
+        .data_type()
+        .clone();
+    let mut fields: Vec<Field> = out.fields().iter().map(|x| x.as_ref().clone()).collect();
+    fields.push(Field::new("__start_at", t.clone(), true));
+    fields.push(Field::new("__end_at", t, true));
+    fields.push(Field::new("__is_current", DataType::Boolean, true));
+    Ok(Schema::new(fields))
+}
+
+/// Writes an `scd2` flow's rows: the history of every key the rows touch is recomputed from
+/// its versions already in the target plus the new rows, in sequence order, so a late arrival
+/// lands in its place in history. A new version opens when a tracked column changes (`track`,
+/// by default every column but the keys and the sequence); a row with the same key and
+/// sequence as a version replaces it. One commit replaces those keys' rows.
+async fn scd2_write(
+    ttable: DeltaTable,
+    tname: &str,
+    data: RecordBatch,
+    f: &Flow,
+    wopts: &WriteOptions,
+    full: bool,
+) -> Result<Option<i64>> {
+    let keys = &f.spec.keys;
+    let seq = f.spec.sequence_by.clone().unwrap_or_default();
+    let out_schema = data.schema();
+    let cols: Vec<String> = out_schema
+        .fields()
+        .iter()
+        .map(|x| x.name().clone())
+        .collect();
+    let track: Vec<String> = if f.spec.track.is_empty() {
+        cols.iter()
+            .filter(|c| !keys.contains(c) && **c != seq)
+            .cloned()
+            .collect()
+    } else {
+        f.spec.track.clone()
+    };
+    let pred = if full {
+        "true".to_string()
+    } else {
+        partition_predicate(&data, keys)?.unwrap_or_else(|| "false".into())
+    };
+    let existing: Arc<dyn TableProvider> = if full {
+        Arc::new(MemTable::try_new(
+            Arc::new(scd2_schema(&out_schema, f)?),
+            vec![vec![]],
+        )?)
+    } else {
+        let b = scan_snapshot(
+            &ttable,
+            tname,
+            strata_table::current_version(&ttable),
+            Some(&pred),
+        )
+        .await?;
+        Arc::new(MemTable::try_new(b.schema(), vec![vec![b]])?)
+    };
+    let input: Arc<dyn TableProvider> =
+        Arc::new(MemTable::try_new(out_schema.clone(), vec![vec![data]])?);
+    let state = transform::session(vec![
+        ("default".into(), "existing".into(), existing),
+        ("default".into(), "input".into(), input),
+    ])?;
+    let list = |v: &[String]| v.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+    let keys_s = list(keys);
+    let cols_s = list(&cols);
+    let seq_i = ident(&seq);
+    let tracked = if track.is_empty() {
+        "''".to_string()
+    } else {
+        format!(
+            "concat_ws(chr(0), {})",
+            track
+                .iter()
+                .map(|c| format!("coalesce(CAST({} AS VARCHAR), chr(1))", ident(c)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let sql = format!(
+        "WITH all_rows AS ( \
+           SELECT {cols_s}, 0 AS __strata_src, 0 AS __strata_pos FROM existing \
+           UNION ALL SELECT {cols_s}, 1 AS __strata_src, row_number() OVER () AS __strata_pos FROM input), \
+         one AS (SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {keys_s}, {seq_i} \
+           ORDER BY __strata_src DESC, __strata_pos DESC) AS __strata_rn FROM all_rows) WHERE __strata_rn = 1), \
+         marked AS (SELECT *, {tracked} AS __strata_t, lag({tracked}) OVER (PARTITION BY {keys_s} \
+           ORDER BY {seq_i}) AS __strata_prev FROM one), \
+         versions AS (SELECT * FROM marked WHERE __strata_prev IS NULL OR __strata_prev <> __strata_t) \
+         SELECT {cols_s}, {seq_i} AS __start_at, lead({seq_i}) OVER (PARTITION BY {keys_s} ORDER BY {seq_i}) AS __end_at, \
+           lead({seq_i}) OVER (PARTITION BY {keys_s} ORDER BY {seq_i}) IS NULL AS __is_current FROM versions"
+    );
+    let plan = transform::plan_query(&state, &sql).await?;
+    let batches = DataFrame::new(state, plan).collect().await?;
+    let schema = Arc::new(strata_table::arrow_schema(&ttable, tname)?);
+    let history = match batches.first() {
+        Some(b) => concat_batches(&b.schema(), &batches)?,
+        None => RecordBatch::new_empty(schema.clone()),
+    };
+    let source = strata_table::conform(frame(history)?, &schema, tname, false)?;
+    let (_, o) = strata_table::replace_where(ttable, tname, source, &pred, wopts).await?;
+    Ok(o.version)
 }
 
 /// Merges `data` (the flow's checked output) into its target: reduced to the latest row per

@@ -261,14 +261,6 @@ pub fn resolve(file: PipelineFile) -> Result<Pipeline> {
                 ),
             ));
         }
-        if mode == Mode::Scd2 {
-            return Err(file.err(
-                mode_at,
-                format!(
-                    "flow {name}: mode scd2 is not available in this version of Strata; use merge"
-                ),
-            ));
-        }
         let mut rules = Vec::new();
         let mut rule_names = BTreeSet::new();
         for r in &spec.expect {
@@ -539,6 +531,19 @@ async fn check_flow(
     }
     for c in &f.spec.zorder {
         need.push(("zorder", c));
+    }
+    for c in &f.spec.track {
+        need.push(("track", c));
+    }
+    if f.mode == Mode::Scd2 {
+        for c in crate::run::SCD2_COLUMNS {
+            if has(c) {
+                return Err(Error::InvalidInput(format!(
+                    "{}: flow {}: output column {c} is the name scd2 gives its own column; rename it",
+                    f.at, f.name
+                )));
+            }
+        }
     }
     for r in &f.rules {
         for c in r.kind.columns() {
