@@ -1578,7 +1578,11 @@ fn delete_expr(
             })
         })?
         .data;
-    Ok(Some(e))
+    // a NULL condition is not a delete: the row is upserted
+    Ok(Some(datafusion::functions::expr_fn::coalesce(vec![
+        e,
+        datafusion::logical_expr::lit(false),
+    ])))
 }
 
 async fn ensure_quarantine(
