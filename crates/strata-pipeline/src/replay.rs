@@ -64,15 +64,43 @@ impl Filter {
             parts.push(format!("_flow = {}", quote(f)));
         }
         if let Some(d) = self.older_than {
-            let cutoff = chrono::Utc::now()
-                - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero());
             parts.push(format!(
                 "_quarantined_at < CAST({} AS TIMESTAMP)",
-                quote(&cutoff.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                quote(&cutoff(d).to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
             ));
         }
         Ok(parts.join(" AND "))
     }
+
+    /// The filter as an expression over the envelope, for a delete (the age as a timestamp
+    /// literal, which deltalake can write into its commit).
+    fn expr(&self, schema: &Schema, table: &str) -> Result<Option<Expr>> {
+        let rest = Filter {
+            older_than: None,
+            ..self.clone()
+        }
+        .sql()?;
+        let session = strata_table::session::session_state();
+        let mut e = (rest != "TRUE")
+            .then(|| strata_table::parse_predicate(&session, schema, table, &rest))
+            .transpose()?;
+        if let Some(d) = self.older_than {
+            let at = lit(datafusion::common::ScalarValue::TimestampMicrosecond(
+                Some(cutoff(d).timestamp_micros()),
+                Some(strata_core::types::UTC.into()),
+            ));
+            let age = datafusion::prelude::col("_quarantined_at").lt(at);
+            e = Some(match e {
+                Some(x) => x.and(age),
+                None => age,
+            });
+        }
+        Ok(e)
+    }
+}
+
+fn cutoff(d: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero())
 }
 
 /// The quarantine table `name` (it must be in the schema `quarantine`).
@@ -130,9 +158,8 @@ pub async fn purge(lh: &Lakehouse, name: &TableName, filter: &Filter, all: bool)
     }
     let full = info.name.to_string();
     let schema = strata_table::arrow_schema(&t, &full)?;
-    let session = strata_table::session::session_state();
-    let pred = strata_table::parse_predicate(&session, &schema, &full, &cond)?;
-    let (_, o) = strata_table::delete(t, &full, Some(pred), &WriteOptions::default()).await?;
+    let pred = filter.expr(&schema, &full)?;
+    let (_, o) = strata_table::delete(t, &full, pred, &WriteOptions::default()).await?;
     Ok(o.rows)
 }
 
