@@ -290,7 +290,7 @@ pub async fn replay(lh: &Lakehouse, name: &TableName, filter: &Filter) -> Result
                 decoded,
                 others,
                 &key,
-                &f.pii,
+                &crate::validate::pii_columns(lh, &f).await?,
             )
             .await?;
             if t.aggregates {

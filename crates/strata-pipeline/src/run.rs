@@ -646,6 +646,48 @@ fn with_row(b: RecordBatch) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }
 
+/// For `unique` with action quarantine: a mask keeping the first row of each key (in arrival
+/// order when the rows carry it), and the indexes of the later ones.
+fn later_duplicates(b: &RecordBatch, cols: &[String]) -> Result<(BooleanArray, Vec<usize>)> {
+    let n = b.num_rows();
+    if n == 0 {
+        return Ok((BooleanArray::from(Vec::<bool>::new()), Vec::new()));
+    }
+    let key_cols = cols
+        .iter()
+        .map(|c| {
+            b.column_by_name(c).cloned().ok_or_else(|| {
+                Error::InvalidInput(format!("unique column {c} is not an output column"))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let converter = arrow::row::RowConverter::new(
+        key_cols
+            .iter()
+            .map(|c| arrow::row::SortField::new(c.data_type().clone()))
+            .collect(),
+    )?;
+    let rows = converter.convert_columns(&key_cols)?;
+    let mut order: Vec<usize> = (0..n).collect();
+    if let Some(rc) = b
+        .column_by_name(ROW)
+        .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+    {
+        order.sort_by_key(|&i| rc.value(i));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut keep = vec![true; n];
+    let mut dups = Vec::new();
+    for i in order {
+        if !seen.insert(rows.row(i).as_ref().to_vec()) {
+            keep[i] = false;
+            dups.push(i);
+        }
+    }
+    dups.sort_unstable();
+    Ok((BooleanArray::from(keep), dups))
+}
+
 /// A SQL literal of row `row` of `a`: `CAST('text' AS TYPE)`, or None for NULL.
 fn sql_literal(a: &ArrayRef, row: usize) -> Result<Option<String>> {
     if a.is_null(row) {
@@ -832,6 +874,15 @@ async fn run_flow(
             Some(range.predicate(&t))
         }
     };
+    // declared PII columns are tagged on the sources that have them
+    if !opts.dry_run && !f.pii.is_empty() {
+        for s in &pinned {
+            let schema = strata_table::arrow_schema(&s.table, &s.info.name.to_string())?;
+            for c in f.pii.iter().filter(|c| schema.field_with_name(c).is_ok()) {
+                ms.add_tag(&s.info.table_id, Some(c), "pii").await?;
+            }
+        }
+    }
     let first_run = target.is_none() || pinned.iter().any(|s| s.watermark.is_none());
     let advanced = pinned.iter().any(|s| Some(s.version) > s.watermark) || backfill.is_some();
     let sources_json: Value = pinned
@@ -878,6 +929,7 @@ async fn run_flow(
         others.push((s.info.name.clone(), provider));
     }
     // 3. steps, SQL
+    let pii = crate::validate::pii_columns(lh, f).await?;
     let t = transform::transform(
         &f.spec
             .steps
@@ -889,7 +941,7 @@ async fn run_flow(
         primary.clone(),
         others,
         key,
-        &f.pii,
+        &pii,
     )
     .await?;
     let src_name = pinned[0].info.name.to_string();
@@ -1081,6 +1133,45 @@ async fn run_flow(
         }
         None => RecordBatch::new_empty(Arc::new(df_schema.as_arrow().clone())),
     };
+    // `unique` rules with action quarantine: the later duplicates (by arrival) go to quarantine
+    let mut kept = kept;
+    let mut moved_dups: BTreeMap<String, i64> = BTreeMap::new();
+    for r in f.rules.iter().filter(|r| r.action == Action::Quarantine) {
+        let RuleKind::Unique(cols) = &r.kind else {
+            continue;
+        };
+        let (mask, dups) = later_duplicates(&kept, cols)?;
+        for &d in &dups {
+            let record = row_json(&kept, d, &|n| n == ROW)?;
+            let (pointer, v) = match kept.column_by_name(ROW) {
+                Some(rc) => {
+                    let src_row = rc
+                        .as_any()
+                        .downcast_ref::<UInt64Array>()
+                        .map(|a| a.value(d) as usize)
+                        .unwrap_or(0);
+                    pointer_of(&primary, src_row, &src_name, src_version, &keys)?
+                }
+                None => (format!("{src_name}@{src_version}"), src_version),
+            };
+            qrows.push(QRow {
+                stage: "expectation",
+                scope: scope_of(&kept, d, &partition_by)?,
+                source_table: src_name.clone(),
+                source_version: v,
+                pointer,
+                rules: vec![r.name.clone()],
+                reason: format!(
+                    "failed {}: an earlier row has the same {}",
+                    r.name,
+                    cols.join(", ")
+                ),
+                record,
+            });
+        }
+        moved_dups.insert(r.name.clone(), dups.len() as i64);
+        kept = filter_record_batch(&kept, &mask)?;
+    }
     // 5. table rules over the checked output
     let (table_results, table_fail) = {
         let table_rules: Vec<&Rule> = f.rules.iter().filter(|r| !r.kind.is_row_rule()).collect();
@@ -1107,7 +1198,16 @@ async fn run_flow(
         };
         crate::quality::table_rules(lh, &table_rules, output, rows, target_provider, &scope).await?
     };
-    quality.extend(table_results);
+    quality.extend(table_results.into_iter().map(|mut q| {
+        // a unique rule that quarantined duplicates failed on those rows, though what stays passes
+        if let Some(&n) = moved_dups.get(&q.rule) {
+            q.rows_failed = n;
+            q.passed = n == 0;
+            q.observed = Some(n.to_string());
+            q.rows_checked += n;
+        }
+        q
+    }));
     if let Some(msg) = table_fail {
         GATE_RESULTS.with(|g| *g.borrow_mut() = quality.clone());
         return Err(Error::QualityGate(format!(

@@ -424,6 +424,24 @@ async fn source_shape(
     ))
 }
 
+/// The PII columns of a flow's sources: those the pipeline and the flow declare, and every
+/// source column tagged `pii` (DECISIONS.md section 10: the tag is what is PII).
+pub async fn pii_columns(lh: &Lakehouse, f: &Flow) -> Result<BTreeSet<String>> {
+    let mut out = f.pii.clone();
+    for s in &f.sources {
+        if let Some(info) = lh.metastore().get_table(&s.name).await? {
+            for t in lh.metastore().tags(&info.table_id).await? {
+                if t.tag == "pii"
+                    && let Some(c) = t.column
+                {
+                    out.insert(c);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Checks the pipeline against the lakehouse, planning every flow over empty inputs.
 pub async fn check(lh: &Lakehouse, p: &Pipeline) -> Result<Report> {
     let mut report = Report::default();
@@ -494,6 +512,20 @@ async fn check_flow(
             Arc::new(MemTable::try_new(schema.clone(), vec![vec![]])?),
         ));
     }
+    let mut pii = pii_columns(lh, f).await?;
+    // a column an upstream flow of this pipeline carries in clear (allow_pii) is PII here too
+    for s in &f.sources {
+        if let Some(u) = s.produced_by {
+            pii.extend(
+                report
+                    .pii_allowed
+                    .get(&p.flows[u].name)
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            );
+        }
+    }
     let t = transform::transform(
         &f.spec
             .steps
@@ -505,7 +537,7 @@ async fn check_flow(
         primary,
         others,
         key,
-        &f.pii,
+        &pii,
     )
     .await?;
     let out = visible_schema(&Arc::new(t.output.schema().as_arrow().clone()));
@@ -545,10 +577,18 @@ async fn check_flow(
             }
         }
     }
-    for r in &f.rules {
-        for c in r.kind.columns() {
-            need.push(("expectation", c));
-        }
+    let rule_what: Vec<(String, &str)> = f
+        .rules
+        .iter()
+        .flat_map(|r| {
+            r.kind
+                .columns()
+                .into_iter()
+                .map(move |c| (format!("expectation {}", r.name), c))
+        })
+        .collect();
+    for (what, c) in &rule_what {
+        need.push((what.as_str(), c));
     }
     for (what, c) in need {
         if !has(c) {

@@ -7,6 +7,7 @@ mod ingest;
 mod ingest_crash;
 mod ingest_more;
 mod interop;
+mod pipeline;
 mod pipeline_more;
 mod quickstart;
 mod timestamps;
