@@ -364,7 +364,7 @@ pub async fn replay(lh: &Lakehouse, name: &TableName, filter: &Filter) -> Result
         };
         match f.mode {
             Mode::Merge => {
-                merge_rows(ttable, &target, data, &f, &wopts).await?;
+                merge_rows(ttable, &target, data, &f, &wopts, None).await?;
             }
             _ => {
                 strata_table::append(ttable, &target, frame(data)?, &wopts).await?;
@@ -451,7 +451,7 @@ fn decode<'a>(
 }
 
 /// A batch shaped as `schema`: columns by name, cast to its types, missing ones NULL.
-fn conform_batch(b: &RecordBatch, schema: &Schema) -> Result<RecordBatch> {
+pub(crate) fn conform_batch(b: &RecordBatch, schema: &Schema) -> Result<RecordBatch> {
     let mut cols = Vec::new();
     for f in schema.fields() {
         let c = match b.column_by_name(f.name()) {

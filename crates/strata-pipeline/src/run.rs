@@ -492,12 +492,13 @@ async fn read_primary(
     full: bool,
     mode: Mode,
     partition_by: &[String],
-) -> Result<(RecordBatch, Option<Vec<RecordBatch>>)> {
+    apply_deletes: bool,
+) -> Result<(RecordBatch, Option<Vec<RecordBatch>>, BTreeSet<u64>)> {
     let name = src.info.name.to_string();
     let snapshot_read = full || src.read == Read::Snapshot || src.watermark.is_none();
     if snapshot_read {
         let b = scan_snapshot(&src.table, &name, src.version, None).await?;
-        return Ok((with_row(arrival_sorted(b)?)?, None));
+        return Ok((with_row(arrival_sorted(b)?)?, None, BTreeSet::new()));
     }
     let from = src.watermark.unwrap_or(-1) + 1;
     let changes = scan_changes(&src.table, &name, from, src.version).await?;
@@ -510,9 +511,17 @@ async fn read_primary(
                 RecordBatch::new_empty(Arc::new(strata_table::arrow_schema(&src.table, &name)?))
             }
         };
-        return Ok((with_row(arrival_sorted(b)?)?, Some(vec![changes])));
+        return Ok((
+            with_row(arrival_sorted(b)?)?,
+            Some(vec![changes]),
+            BTreeSet::new(),
+        ));
     }
-    let types = ["insert", "update_postimage"];
+    let types: &[&str] = if apply_deletes {
+        &["insert", "update_postimage", "delete"]
+    } else {
+        &["insert", "update_postimage"]
+    };
     let ct = changes
         .column_by_name("_change_type")
         .ok_or_else(|| Error::Internal("the change feed has no _change_type".into()))?
@@ -524,7 +533,23 @@ async fn read_primary(
             .map(|v| v.is_some_and(|v| types.contains(&v)))
             .collect::<Vec<_>>(),
     );
-    let rows = filter_record_batch(&changes, &keep)?;
+    let rows = with_row(arrival_sorted(filter_record_batch(&changes, &keep)?)?)?;
+    // deleted rows (apply_deletes) by their arrival ordinal
+    let mut deleted = BTreeSet::new();
+    if let (Some(ct), Some(ord)) = (
+        rows.column_by_name("_change_type"),
+        rows.column_by_name(ROW),
+    ) {
+        let ct = arrow::compute::cast(ct, &DataType::Utf8)?;
+        let ct = ct.as_string::<i32>();
+        if let Some(ord) = ord.as_any().downcast_ref::<UInt64Array>() {
+            for i in 0..rows.num_rows() {
+                if ct.is_valid(i) && ct.value(i) == "delete" {
+                    deleted.insert(ord.value(i));
+                }
+            }
+        }
+    }
     // the change feed's own columns are not the source's
     let keep_cols: Vec<usize> = rows
         .schema()
@@ -534,8 +559,7 @@ async fn read_primary(
         .filter(|(_, f)| f.name() != "_change_type" && f.name() != "_commit_timestamp")
         .map(|(i, _)| i)
         .collect();
-    let rows = rows.project(&keep_cols)?;
-    Ok((with_row(arrival_sorted(rows)?)?, None))
+    Ok((rows.project(&keep_cols)?, None, deleted))
 }
 
 pub(crate) fn session_ctx() -> SessionContext {
@@ -773,15 +797,20 @@ fn pointer_of(
         _ => version,
     };
     let mut obj = serde_json::Map::new();
-    let named: Vec<&str> =
-        if keys.iter().all(|k| batch.column_by_name(k).is_some()) && !keys.is_empty() {
-            keys.iter().map(String::as_str).collect()
-        } else {
-            ["_source_file", "_source_line"]
-                .into_iter()
-                .filter(|c| batch.column_by_name(c).is_some())
-                .collect()
-        };
+    // the key names the row when it has one; a row whose key is NULL (a corrupt record, say)
+    // is named by its bronze file and line
+    let keyed = !keys.is_empty()
+        && keys
+            .iter()
+            .all(|k| batch.column_by_name(k).is_some_and(|a| a.is_valid(row)));
+    let named: Vec<&str> = if keyed {
+        keys.iter().map(String::as_str).collect()
+    } else {
+        ["_source_file", "_source_line"]
+            .into_iter()
+            .filter(|c| batch.column_by_name(c).is_some())
+            .collect()
+    };
     for c in named {
         let a = batch.column_by_name(c).expect("checked above");
         obj.insert(c.to_string(), crate::record::value(a, row)?);
@@ -883,6 +912,31 @@ async fn run_flow(
             }
         }
     }
+    // on_schema_change = full_refresh: an output that no longer fits the target recomputes it
+    let schema_refresh = match (&target, report.outputs.get(&f.name)) {
+        (Some((info, t)), Some(out))
+            if f.spec.on_schema_change == OnSchemaChange::FullRefresh && backfill.is_none() =>
+        {
+            let existing = strata_table::arrow_schema(t, &info.name.to_string())?;
+            out.fields()
+                .iter()
+                .any(|o| match existing.field_with_name(o.name()) {
+                    Ok(e) => {
+                        strata_table::delta_type(e.data_type())
+                            != strata_table::delta_type(o.data_type())
+                    }
+                    Err(_) => true,
+                })
+        }
+        _ => false,
+    };
+    if schema_refresh {
+        outcome.warnings.push(format!(
+            "the output's columns changed: {} is recomputed with the new schema (on_schema_change = full_refresh)",
+            f.target
+        ));
+    }
+    let full_refresh = full_refresh || schema_refresh;
     let first_run = target.is_none() || pinned.iter().any(|s| s.watermark.is_none());
     let advanced = pinned.iter().any(|s| Some(s.version) > s.watermark) || backfill.is_some();
     let sources_json: Value = pinned
@@ -902,7 +956,7 @@ async fn run_flow(
     }
     let full = backfill.is_none() && (full_refresh || first_run || f.mode == Mode::Full);
     // 2. read the first source once
-    let (primary, _changes) = match &backfill {
+    let (primary, _changes, deleted) = match &backfill {
         Some(pred) => {
             let src = &pinned[0];
             let b = scan_snapshot(
@@ -912,9 +966,18 @@ async fn run_flow(
                 Some(pred),
             )
             .await?;
-            (with_row(arrival_sorted(b)?)?, None)
+            (with_row(arrival_sorted(b)?)?, None, BTreeSet::new())
         }
-        None => read_primary(&pinned[0], full, f.mode, &f.spec.partition_by).await?,
+        None => {
+            read_primary(
+                &pinned[0],
+                full,
+                f.mode,
+                &f.spec.partition_by,
+                f.spec.apply_deletes,
+            )
+            .await?
+        }
     };
     outcome.rows_read = primary.num_rows() as i64;
     let mut others: Vec<(TableName, Arc<dyn TableProvider>)> = Vec::new();
@@ -1019,7 +1082,16 @@ async fn run_flow(
             .map(|n| b.column(n_vis + n).as_boolean())
             .collect();
         let visible = b.project(&(0..n_vis).collect::<Vec<_>>())?;
+        let ordinals = visible
+            .column_by_name(ROW)
+            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>().cloned());
         for (r, keep_row) in keep.iter_mut().enumerate() {
+            // a deleted source row (apply_deletes) is not checked: it removes its key
+            if let Some(o) = &ordinals
+                && deleted.contains(&o.value(r))
+            {
+                continue;
+            }
             let failed: Vec<usize> = (0..row_rules.len())
                 .filter(|&n| flags[n].is_valid(r) && flags[n].value(r))
                 .collect();
@@ -1229,6 +1301,15 @@ async fn run_flow(
         let order: Vec<String> = f.spec.sequence_by.iter().cloned().collect();
         data = crate::reduce::latest_per_key(&data, &keys, &order)?;
     }
+    // apply_deletes: which of the rows to write are deletions of their key
+    let delete_flags: Option<BooleanArray> = match data.column_by_name(ROW) {
+        Some(c) if !deleted.is_empty() => c.as_any().downcast_ref::<UInt64Array>().map(|o| {
+            (0..o.len())
+                .map(|i| deleted.contains(&o.value(i)))
+                .collect()
+        }),
+        _ => None,
+    };
     let visible = visible_schema(&data.schema());
     let idx: Vec<usize> = visible
         .fields()
@@ -1329,7 +1410,7 @@ async fn run_flow(
         .filter(|fl| existing.field_with_name(fl.name()).is_err())
         .map(|fl| fl.as_ref().clone())
         .collect();
-    if !new_cols.is_empty() {
+    if !new_cols.is_empty() && !schema_refresh {
         match f.spec.on_schema_change {
             OnSchemaChange::AppendNewColumns => {
                 ttable = strata_table::add_columns(ttable, &tname, new_cols.clone()).await?;
@@ -1360,6 +1441,27 @@ async fn run_flow(
     }
     let rows = data.num_rows();
     let committed = match f.mode {
+        _ if schema_refresh => {
+            let data = match f.mode {
+                Mode::Scd2 => {
+                    return Err(Error::Refused(format!(
+                        "flow {}: an scd2 target keeps history, so on_schema_change = full_refresh \
+                     would lose it; use append_new_columns",
+                        f.name
+                    )));
+                }
+                _ => data,
+            };
+            let (_, o) = strata_table::overwrite_schema(
+                ttable,
+                &tname,
+                frame(data)?,
+                f.spec.partition_by.clone(),
+                &wopts,
+            )
+            .await?;
+            o.version
+        }
         _ if backfill.is_some() => {
             let pred = backfill.as_deref().unwrap_or("false");
             let (_, o) =
@@ -1385,7 +1487,7 @@ async fn run_flow(
             let (_, o) = strata_table::append(ttable, &tname, frame(data)?, &wopts).await?;
             o.version
         }
-        Mode::Merge => merge_rows(ttable, &tname, data, f, &wopts).await?,
+        Mode::Merge => merge_rows(ttable, &tname, data, f, &wopts, delete_flags).await?,
         Mode::Replace => match _changes.as_ref().and_then(|c| c.first()) {
             Some(ch) => match partition_predicate(ch, &partition_by)? {
                 Some(pred) => {
@@ -1571,9 +1673,15 @@ pub(crate) async fn merge_rows(
     data: RecordBatch,
     f: &Flow,
     wopts: &WriteOptions,
+    deletes: Option<BooleanArray>,
 ) -> Result<Option<i64>> {
-    let order: Vec<String> = f.spec.sequence_by.iter().cloned().collect();
-    let data = crate::reduce::latest_per_key(&data, &f.spec.keys, &order)?;
+    // rows with delete flags come reduced already (the flags follow the rows)
+    let data = if deletes.is_some() {
+        data
+    } else {
+        let order: Vec<String> = f.spec.sequence_by.iter().cloned().collect();
+        crate::reduce::latest_per_key(&data, &f.spec.keys, &order)?
+    };
     let visible = visible_schema(&data.schema());
     let idx: Vec<usize> = visible
         .fields()
@@ -1581,19 +1689,36 @@ pub(crate) async fn merge_rows(
         .map(|fl| data.schema().index_of(fl.name()))
         .collect::<std::result::Result<_, _>>()?;
     let data = data.project(&idx)?;
-    let df = frame(data)?;
     let state = strata_table::session::session_state();
-    let del = delete_expr(&state, df.schema(), f)?;
+    let out_schema = datafusion::common::DFSchema::try_from(visible.clone())?;
+    let mut del = delete_expr(&state, &out_schema, f)?;
+    let table_schema = strata_table::arrow_schema(&ttable, tname)?;
+    let mut source = crate::replay::conform_batch(&data, &table_schema)?;
+    if let Some(flags) = deletes {
+        // the deletions of apply_deletes join delete_when as one condition
+        let mut fields: Vec<Field> = source
+            .schema()
+            .fields()
+            .iter()
+            .map(|x| x.as_ref().clone())
+            .collect();
+        fields.push(Field::new(DELETE_FLAG, DataType::Boolean, false));
+        let mut cols = source.columns().to_vec();
+        cols.push(Arc::new(flags));
+        source = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
+        let flag = Expr::Column(Column::new(Some("source"), DELETE_FLAG));
+        del = Some(match del {
+            Some(d) => flag.or(d),
+            None => flag,
+        });
+    }
     let spec = merge_spec(&visible, &f.spec.keys, f.spec.sequence_by.as_deref(), del);
-    let source = strata_table::conform(
-        df,
-        &strata_table::arrow_schema(&ttable, tname)?,
-        tname,
-        false,
-    )?;
-    let (_, o) = strata_table::merge_with(ttable, tname, source, spec, wopts).await?;
+    let (_, o) = strata_table::merge_with(ttable, tname, frame(source)?, spec, wopts).await?;
     Ok(o.version)
 }
+
+/// The hidden column marking a merge source row as the deletion of its key.
+const DELETE_FLAG: &str = "__strata_delete";
 
 /// The MERGE of a `merge` flow: matched keys are updated when the source's sequence is at least
 /// the target's, unmatched inserted; `delete_when` deletes instead.

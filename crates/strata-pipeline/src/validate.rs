@@ -243,21 +243,12 @@ pub fn resolve(file: PipelineFile) -> Result<Pipeline> {
                 format!("flow {name}: `keys` and `sequence_by` apply to modes merge and scd2, not {mode}"),
             ));
         }
-        if spec.apply_deletes {
+        if spec.apply_deletes && mode != Mode::Merge {
             return Err(file.err(
                 spec.name.span(),
                 format!(
-                    "flow {name}: apply_deletes is not available in this version of Strata: deleted \
-                     source rows are not removed from the target; leave it out"
-                ),
-            ));
-        }
-        if spec.on_schema_change == crate::spec::OnSchemaChange::FullRefresh {
-            return Err(file.err(
-                spec.name.span(),
-                format!(
-                    "flow {name}: on_schema_change = \"full_refresh\" is not available in this \
-                     version of Strata; use append_new_columns (the default) or fail"
+                    "flow {name}: apply_deletes removes the keys its source deletes, which only \
+                     mode merge does; this flow's mode is {mode}"
                 ),
             ));
         }
@@ -661,6 +652,7 @@ async fn check_flow(
         let existing = strata_table::arrow_schema(&table, &f.target.to_string())?;
         for of in out.fields() {
             if let Ok(tf) = existing.field_with_name(of.name())
+                && f.spec.on_schema_change != crate::spec::OnSchemaChange::FullRefresh
                 && strata_table::delta_type(tf.data_type())
                     != strata_table::delta_type(of.data_type())
             {

@@ -600,6 +600,41 @@ pub async fn replace_where(
     }
 }
 
+/// Replaces the whole table, schema included (a flow's full refresh after its output changed
+/// shape), in one commit. The partition columns stay `partition_by`.
+pub async fn overwrite_schema(
+    mut table: DeltaTable,
+    name: &str,
+    data: DataFrame,
+    partition_by: Vec<String>,
+    opts: &WriteOptions,
+) -> Result<(DeltaTable, WriteOutcome)> {
+    if let Some(done) = precheck(&mut table, name, opts).await? {
+        return Ok((table, done));
+    }
+    let location = table.table_url().clone();
+    let result = table
+        .write(Vec::new())
+        .with_input_plan(data.logical_plan().clone())
+        .with_save_mode(SaveMode::Overwrite)
+        .with_schema_mode(SchemaMode::Overwrite)
+        .with_partition_columns(partition_by)
+        .with_session_state(opts.session())
+        .with_commit_properties(commit_properties(opts))
+        .with_writer_properties(writer_properties())
+        .await;
+    match result {
+        Ok(t) => {
+            let o = outcome(&t, &["num_added_rows", "numOutputRows"]).await?;
+            Ok((t, o))
+        }
+        Err(e) => {
+            let o = settle_error(&location, name, opts, Error::delta(name, e)).await?;
+            Ok((open_table(&location, name).await?, o))
+        }
+    }
+}
+
 /// An expression in a MERGE: a DataFusion expression, or SQL text that deltalake parses
 /// against the joined source and target (as SQL MERGE hands it over, re-rendered from its AST).
 #[derive(Debug, Clone)]

@@ -484,3 +484,132 @@ fn a_forced_restore_refreshes_readers_and_rewinds_the_writers_watermarks() {
     );
     assert_eq!(marks[0]["n"], 3);
 }
+
+#[test]
+fn apply_deletes_removes_the_keys_the_source_deleted() {
+    let (tmp, dir) = lakehouse();
+    let f = file(
+        tmp.path(),
+        "items.toml",
+        r#"
+[pipeline]
+name = "items"
+
+[[flows]]
+name = "items"
+target = "silver.items"
+source = "bronze.items"
+mode = "merge"
+keys = ["id"]
+sql = "SELECT id, v FROM input"
+
+[[flows]]
+name = "items_copy"
+target = "silver.items_copy"
+source = "silver.items"
+mode = "merge"
+keys = ["id"]
+apply_deletes = true
+
+[[flows.expect]]
+name = "v_present"
+not_null = "v"
+action = "quarantine"
+"#,
+    );
+    land_lines(
+        &dir,
+        tmp.path(),
+        "bronze.items",
+        "a",
+        &[
+            r#"{"id":"1","v":"a"}"#,
+            r#"{"id":"2","v":"b"}"#,
+            r#"{"id":"3","v":"c"}"#,
+        ],
+    );
+    run(&dir, &f, &[]);
+    let copy = "SELECT id, v FROM silver.items_copy ORDER BY id";
+    assert_eq!(lines(&dir, copy, &["id", "v"]), vec!["1|a", "2|b", "3|c"]);
+    // a user deletes a row upstream and updates another
+    ok(&dir, &["sql", "DELETE FROM silver.items WHERE id = '2'"]);
+    ok(
+        &dir,
+        &["sql", "UPDATE silver.items SET v = 'C' WHERE id = '3'"],
+    );
+    run(&dir, &f, &[]);
+    assert_eq!(lines(&dir, copy, &["id", "v"]), vec!["1|a", "3|C"]);
+    // a validation error for apply_deletes outside merge
+    let bad = file(
+        tmp.path(),
+        "bad.toml",
+        "[pipeline]\nname = \"b\"\n[[flows]]\nname = \"f\"\ntarget = \"silver.z\"\nsource = \"silver.items\"\nmode = \"append\"\napply_deletes = true\n",
+    );
+    let err = fails(&dir, &["pipeline", "validate", bad.to_str().unwrap()]);
+    assert!(
+        err.contains("apply_deletes") && err.contains("merge"),
+        "{err}"
+    );
+}
+
+#[test]
+fn on_schema_change_full_refresh_recomputes_the_target_with_its_new_shape() {
+    let (tmp, dir) = lakehouse();
+    let spec = |amount_type: &str| {
+        format!(
+            r#"
+[pipeline]
+name = "shape"
+
+[[flows]]
+name = "orders"
+target = "silver.orders"
+source = "bronze.orders"
+mode = "append"
+on_schema_change = "full_refresh"
+steps = [{{ cast = {{ amount = "{amount_type}" }} }}]
+"#
+        )
+    };
+    let f = file(tmp.path(), "shape.toml", &spec("STRING"));
+    land_lines(
+        &dir,
+        tmp.path(),
+        "bronze.orders",
+        "a",
+        &[r#"{"id":"1","amount":"1.5"}"#, r#"{"id":"2","amount":"2"}"#],
+    );
+    run(&dir, &f, &[]);
+    // bronze gains a column: silver is recomputed with it, old rows included
+    land_lines(
+        &dir,
+        tmp.path(),
+        "bronze.orders",
+        "b",
+        &[r#"{"id":"3","amount":"3","coupon":"X"}"#],
+    );
+    let out = run(&dir, &f, &[]);
+    assert!(out.contains("orders"), "{out}");
+    let sql = "SELECT id, CAST(amount AS VARCHAR) AS a, coupon FROM silver.orders ORDER BY id";
+    assert_eq!(
+        lines(&dir, sql, &["id", "a", "coupon"]),
+        vec!["1|1.5|NULL", "2|2|NULL", "3|3|X"]
+    );
+    // a type change is a full refresh too, with this policy
+    let f2 = file(tmp.path(), "shape2.toml", &spec("DECIMAL(10,2)"));
+    ok(&dir, &["pipeline", "validate", f2.to_str().unwrap()]);
+    run(&dir, &f2, &[]);
+    assert_eq!(
+        lines(&dir, sql, &["id", "a", "coupon"]),
+        vec!["1|1.50|NULL", "2|2.00|NULL", "3|3.00|X"]
+    );
+    let t = query(
+        &dir,
+        "SELECT data_type FROM system.columns WHERE full_name = 'lakehouse.silver.orders' AND column_name = 'amount'",
+    );
+    assert_eq!(t[0]["data_type"], "DECIMAL(10,2)", "{t:?}");
+    // and then nothing new: nothing committed
+    let v = version_of(&dir, "silver.orders");
+    run(&dir, &f2, &[]);
+    assert_eq!(version_of(&dir, "silver.orders"), v);
+}
