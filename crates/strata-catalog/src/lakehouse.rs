@@ -717,6 +717,83 @@ impl Lakehouse {
         Ok((version, strata_table::current_version(&t)))
     }
 
+    /// VACUUM that keeps what the flows reading the table still need (DECISIONS.md section 7):
+    /// the files of every version after the slowest reader's watermark stay, whatever the
+    /// retention asked for, unless `force`. Returns the outcome and, when a reader's watermark
+    /// lengthened the retention, a note saying which.
+    pub async fn vacuum_table(
+        &self,
+        name: &TableName,
+        retain_hours: Option<u64>,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<(strata_table::VacuumOutcome, Option<String>)> {
+        let info = self.table(name).await?;
+        Self::check_writable(&info)?;
+        let full_name = info.name.to_string();
+        let t = self.open_delta(&info).await?;
+        let mut keep: Option<(u64, String)> = None;
+        if !force {
+            let latest = strata_table::current_version(&t);
+            for e in self
+                .metastore
+                .lineage()
+                .await?
+                .into_iter()
+                .filter(|e| e.kind == "flow" && e.source_table == full_name)
+            {
+                let (p, f) = (
+                    e.pipeline.clone().unwrap_or_default(),
+                    e.flow.clone().unwrap_or_default(),
+                );
+                let Ok(tn) = TableName::parse(&e.target_table) else {
+                    continue;
+                };
+                let Some(target) = self.metastore.get_table(&tn).await? else {
+                    continue;
+                };
+                let tt = self.open_delta(&target).await?;
+                let app = format!("flow:{p}:{f}:{}", info.table_id);
+                let Some(w) = strata_table::txn_version(&tt, &e.target_table, &app).await? else {
+                    continue;
+                };
+                if w >= latest {
+                    continue;
+                }
+                // the flow reads the changes from w + 1: keep the files of that commit onward
+                let Some(c) = strata_table::history::read_commit(&t, w + 1).await? else {
+                    continue;
+                };
+                let age = chrono::Utc::now() - c.timestamp;
+                let hours = (age.num_seconds().max(0) as u64).div_ceil(3600) + 1;
+                if keep.as_ref().is_none_or(|(h, _)| hours > *h) {
+                    keep = Some((hours, format!("{p}.{f}")));
+                }
+            }
+        }
+        let table_hours = {
+            let d = strata_table::detail(&t, &full_name)?;
+            d.properties
+                .get("delta.deletedFileRetentionDuration")
+                .and_then(|v| parse_interval_hours(v))
+                .unwrap_or(7 * 24)
+        };
+        let asked = retain_hours.unwrap_or(table_hours);
+        let (retain, note) = match keep {
+            Some((h, flow)) if h > asked => (
+                Some(h),
+                Some(format!(
+                    "kept the files of the last {h} hours: flow {flow} has not yet read the \
+                     changes they hold (VACUUM --force deletes them; the flow then needs \
+                     --full-refresh)"
+                )),
+            ),
+            _ => (retain_hours, None),
+        };
+        let (_, o) = strata_table::vacuum(t, &full_name, retain, dry_run).await?;
+        Ok((o, note))
+    }
+
     /// Erases rows from a bronze table: the audited way rows leave bronze (DECISIONS.md
     /// section 3). Three commits (lift `delta.appendOnly`, delete the rows, set it again),
     /// then exactly the data files the delete removed, and the change-data files it wrote (they
@@ -898,4 +975,25 @@ pub fn location_url(location: &str) -> Result<Url> {
         .canonicalize()
         .map_err(|_| Error::NotFound(format!("location {location} does not exist")))?;
     dir_url(&abs)
+}
+
+/// Hours of a Delta interval property (`interval 7 days`, `interval 12 hours`).
+fn parse_interval_hours(v: &str) -> Option<u64> {
+    let mut it = v.split_whitespace();
+    let first = it.next()?;
+    let (n, unit) = if first.eq_ignore_ascii_case("interval") {
+        (it.next()?, it.next()?)
+    } else {
+        (first, it.next()?)
+    };
+    let n: u64 = n.parse().ok()?;
+    let unit = unit.to_ascii_lowercase();
+    Some(match unit.trim_end_matches('s') {
+        "week" => n * 24 * 7,
+        "day" => n * 24,
+        "hour" => n,
+        "minute" => n.div_ceil(60),
+        "second" => n.div_ceil(3600),
+        _ => return None,
+    })
 }

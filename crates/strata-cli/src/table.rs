@@ -117,6 +117,10 @@ pub enum TableCommand {
         /// List the files without deleting them.
         #[arg(long)]
         dry_run: bool,
+        /// Delete files that pipeline flows reading the table have not consumed yet (they then
+        /// need --full-refresh). Without it, those files are kept.
+        #[arg(long)]
+        force: bool,
     },
     /// Drop a table: unregister it and move its folder to the trash (undrop brings it back).
     Drop {
@@ -433,14 +437,15 @@ pub async fn run_table(lh: &Lakehouse, cmd: TableCommand, format: Format) -> Cli
             name,
             retain_hours,
             dry_run,
+            force,
         } => {
-            let info = lh.table(&TableName::parse(&name)?).await?;
-            Lakehouse::check_writable(&info)?;
-            let t = lh.open_delta(&info).await?;
-            let (_, o) =
-                strata_table::vacuum(t, &info.name.to_string(), retain_hours, dry_run).await?;
+            let tn = TableName::parse(&name)?;
+            let (o, note) = lh.vacuum_table(&tn, retain_hours, dry_run, force).await?;
+            if let Some(n) = note {
+                eprintln!("note: {n}");
+            }
             let verb = if o.dry_run { "would delete" } else { "deleted" };
-            out!("{verb} {} file(s) of {}", o.files.len(), info.name);
+            out!("{verb} {} file(s) of {}", o.files.len(), tn);
             for f in &o.files {
                 out!("  {f}");
             }

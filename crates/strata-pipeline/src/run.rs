@@ -615,7 +615,23 @@ async fn scan_changes(table: &DeltaTable, name: &str, from: i64, to: i64) -> Res
             }
         })?;
     let schema = plan.schema();
-    let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?;
+    let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx())
+        .await
+        .map_err(|e| {
+            let text = e.to_string();
+            if text.contains("not found")
+                || text.contains("No such file")
+                || text.contains("NotFound")
+            {
+                Error::Refused(format!(
+                    "source {name}: the files of its changes from version {from} are gone (a \
+                     VACUUM deleted them); run the flow with --full-refresh to recompute it from \
+                     the table"
+                ))
+            } else {
+                Error::from(e)
+            }
+        })?;
     let b = concat_batches(&schema, &batches)?;
     // `_commit_version` as BIGINT
     let mut fields: Vec<Field> = Vec::new();

@@ -634,11 +634,14 @@ impl SqlEngine {
                 retain_hours,
                 dry_run,
             } => {
-                let info = self.lakehouse.table(&TableName::parse(&table)?).await?;
-                Lakehouse::check_writable(&info)?;
-                let t = self.lakehouse.open_delta(&info).await?;
-                let (_, o) =
-                    strata_table::vacuum(t, &info.name.to_string(), retain_hours, dry_run).await?;
+                let tn = TableName::parse(&table)?;
+                let (o, note) = self
+                    .lakehouse
+                    .vacuum_table(&tn, retain_hours, dry_run, false)
+                    .await?;
+                if let Some(n) = note {
+                    tracing::warn!("{n}");
+                }
                 let schema = Arc::new(Schema::new(vec![Field::new(
                     if o.dry_run {
                         "file_to_delete"

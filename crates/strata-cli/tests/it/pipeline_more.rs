@@ -613,3 +613,91 @@ steps = [{{ cast = {{ amount = "{amount_type}" }} }}]
     run(&dir, &f2, &[]);
     assert_eq!(version_of(&dir, "silver.orders"), v);
 }
+
+#[test]
+fn vacuum_keeps_what_a_flow_has_not_read_and_a_lost_watermark_says_full_refresh() {
+    let (tmp, dir) = lakehouse();
+    let f = file(
+        tmp.path(),
+        "items.toml",
+        r#"
+[pipeline]
+name = "items"
+
+[[flows]]
+name = "items"
+target = "silver.items"
+source = "bronze.items"
+mode = "merge"
+keys = ["id"]
+sql = "SELECT id, v FROM input"
+
+[[flows]]
+name = "copy"
+target = "silver.items_copy"
+source = "silver.items"
+mode = "merge"
+keys = ["id"]
+"#,
+    );
+    land_lines(
+        &dir,
+        tmp.path(),
+        "bronze.items",
+        "a",
+        &[r#"{"id":"1","v":"a"}"#, r#"{"id":"2","v":"b"}"#],
+    );
+    run(&dir, &f, &[]);
+    // silver.items changes; `copy` has not read it yet
+    ok(
+        &dir,
+        &["sql", "UPDATE silver.items SET v = 'B' WHERE id = '2'"],
+    );
+    ok(
+        &dir,
+        &[
+            "sql",
+            "ALTER TABLE silver.items SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = 'interval 0 hours')",
+        ],
+    );
+    let o = strata(
+        &dir,
+        &["table", "vacuum", "silver.items", "--retain-hours", "0"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("items.copy"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("deleted 0 file"),
+        "{}",
+        text(&o)
+    );
+    // the flow still reads its changes
+    run(&dir, &f, &["--select", "copy"]);
+    let copy = "SELECT id, v FROM silver.items_copy ORDER BY id";
+    assert_eq!(lines(&dir, copy, &["id", "v"]), vec!["1|a", "2|B"]);
+    // an insert whose file OPTIMIZE then compacts away: a forced vacuum deletes the file the
+    // insert's change feed reads, so `copy` cannot read its changes and says --full-refresh
+    ok(&dir, &["sql", "INSERT INTO silver.items VALUES ('3', 'c')"]);
+    ok(&dir, &["table", "optimize", "silver.items"]);
+    let out = ok(
+        &dir,
+        &[
+            "table",
+            "vacuum",
+            "silver.items",
+            "--retain-hours",
+            "0",
+            "--force",
+        ],
+    );
+    assert!(!out.contains("deleted 0 file"), "{out}");
+    let o = strata(
+        &dir,
+        &["pipeline", "run", f.to_str().unwrap(), "--select", "copy"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("--full-refresh"), "{}", text(&o));
+    run(&dir, &f, &["--select", "copy", "--full-refresh"]);
+    assert_eq!(lines(&dir, copy, &["id", "v"]), vec!["1|a", "2|B", "3|c"]);
+}
