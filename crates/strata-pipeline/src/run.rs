@@ -566,6 +566,18 @@ pub(crate) fn session_ctx() -> SessionContext {
     SessionContext::new_with_state(strata_table::session::session_state())
 }
 
+/// A session whose object store for the table's storage is the table's own (DataFusion would
+/// otherwise open `file://` by itself, bypassing a counting store).
+fn table_session(table: &DeltaTable) -> SessionContext {
+    let ctx = session_ctx();
+    let mut root = table.table_url().clone();
+    root.set_path("/");
+    root.set_query(None);
+    ctx.runtime_env()
+        .register_object_store(&root, table.log_store().root_object_store(None));
+    ctx
+}
+
 async fn scan_snapshot(
     table: &DeltaTable,
     name: &str,
@@ -580,7 +592,7 @@ async fn scan_snapshot(
     }
     let schema = Arc::new(strata_table::arrow_schema(&t, name)?);
     let provider = provider(&t).await?;
-    let ctx = session_ctx();
+    let ctx = table_session(&t);
     let mut df = ctx.read_table(provider)?;
     if let Some(f) = filter {
         let e = ctx.state().create_logical_expr(f, df.schema())?;
@@ -593,7 +605,7 @@ async fn scan_snapshot(
 
 /// The change feed from `from` to `to`, with `_commit_version` as BIGINT.
 async fn scan_changes(table: &DeltaTable, name: &str, from: i64, to: i64) -> Result<RecordBatch> {
-    let ctx = session_ctx();
+    let ctx = table_session(table);
     let state = ctx.state();
     let plan = table
         .clone()
@@ -854,12 +866,23 @@ async fn run_flow(
     let quarantine = open_if_exists(lh, &f.quarantine).await?;
     // 1. pin the sources
     let mut pinned: Vec<Pinned> = Vec::new();
+    // STRATA_TRACE_READS: count the bytes read from each source file (kept in the run's samples)
+    let reads = std::env::var_os("STRATA_TRACE_READS")
+        .is_some()
+        .then(strata_table::counting::ReadCounter::default);
     for s in &f.sources {
         let info = lh
             .table(&s.name)
             .await
             .map_err(|e| Error::NotFound(format!("source {} of flow {}: {e}", s.name, f.name)))?;
-        let table = lh.open_delta(&info).await?;
+        let table = match &reads {
+            Some(counter) => {
+                let url = Lakehouse::location_of(&info)?;
+                strata_table::counting::open_table_counted(&url, &info.name.to_string(), counter)
+                    .await?
+            }
+            None => lh.open_delta(&info).await?,
+        };
         let app_id = format!("flow:{}:{}:{}", p.name(), f.name, info.table_id);
         let watermark = txn_of(target.as_ref(), &app_id).await?;
         let ahead = txn_of(quarantine.as_ref(), &app_id).await?;
@@ -1306,6 +1329,9 @@ async fn run_flow(
     outcome.quality = quality;
     outcome.rows_dropped = dropped;
     outcome.rows_quarantined = qrows.len() as i64;
+    if let Some(counter) = &reads {
+        samples.push(json!({"kind": "reads", "bytes": counter.snapshot()}));
+    }
     if !samples.is_empty() {
         outcome
             .warnings

@@ -12,6 +12,7 @@
 //!
 //! Tables are plain Delta: Spark, DuckDB, Polars and delta-rs read what Strata writes.
 
+pub mod counting;
 pub mod error;
 pub mod history;
 pub mod ops;

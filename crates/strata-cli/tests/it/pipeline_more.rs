@@ -701,3 +701,99 @@ keys = ["id"]
     run(&dir, &f, &["--select", "copy", "--full-refresh"]);
     assert_eq!(lines(&dir, copy, &["id", "v"]), vec!["1|a", "2|B", "3|c"]);
 }
+
+/// Bytes the flow's last run fetched per source file (STRATA_TRACE_READS), data files only.
+fn reads_of(dir: &Path, flow: &str) -> std::collections::BTreeMap<String, u64> {
+    let rows = query(
+        dir,
+        &format!(
+            "SELECT samples FROM system.flow_runs WHERE flow = '{flow}' AND status = 'succeeded' \
+             ORDER BY started_at DESC LIMIT 1"
+        ),
+    );
+    let samples: serde_json::Value =
+        serde_json::from_str(rows[0]["samples"].as_str().unwrap()).unwrap();
+    let reads = samples
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "reads")
+        .expect("a reads sample");
+    reads["bytes"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.ends_with(".parquet"))
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_flow_reads_each_source_file_once_and_only_the_new_ones_next_time() {
+    let (tmp, dir) = lakehouse();
+    let data = tmp.path().join("gen");
+    let land = |seed: &str, out: &Path| {
+        ok(
+            &dir,
+            &[
+                "generate",
+                "events",
+                "--rows",
+                "3000",
+                "--files",
+                "2",
+                "--seed",
+                seed,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        ok(
+            &dir,
+            &[
+                "ingest",
+                out.to_str().unwrap(),
+                "--into",
+                "bronze.events",
+                "--max-files",
+                "1",
+            ],
+        );
+        ok(
+            &dir,
+            &["ingest", out.to_str().unwrap(), "--into", "bronze.events"],
+        );
+    };
+    land("1", &data.join("a"));
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/events.pipeline.toml");
+    let run_traced = || {
+        let o = std::process::Command::new(strata_bin())
+            .args(["--lakehouse", dir.to_str().unwrap(), "pipeline", "run"])
+            .arg(&example)
+            .env("STRATA_TRACE_READS", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    run_traced();
+    let bronze = dir.join("lakehouse/bronze/events");
+    let size = |rel: &str| {
+        let name = rel.rsplit('/').next().unwrap();
+        std::fs::metadata(bronze.join(name)).unwrap().len()
+    };
+    let first = reads_of(&dir, "silver_events");
+    assert_eq!(first.len(), 2, "two bronze files, each read: {first:?}");
+    for (f, n) in &first {
+        // one scan: at most the file once (a Parquet reader may skip its footer bytes)
+        assert!(*n > 0 && *n <= size(f), "{f}: {n} bytes of {}", size(f));
+    }
+    // new files: the next run reads only them
+    land("2", &data.join("b"));
+    run_traced();
+    let second = reads_of(&dir, "silver_events");
+    assert_eq!(second.len(), 2, "{second:?}");
+    for (f, n) in &second {
+        assert!(!first.contains_key(f), "{f} was read again");
+        assert!(*n > 0 && *n <= size(f), "{f}: {n} bytes of {}", size(f));
+    }
+}
