@@ -797,3 +797,81 @@ fn a_flow_reads_each_source_file_once_and_only_the_new_ones_next_time() {
         assert!(*n > 0 && *n <= size(f), "{f}: {n} bytes of {}", size(f));
     }
 }
+
+#[test]
+fn every_runs_on_a_schedule_until_sigterm_and_on_failure_runs_its_command() {
+    let (tmp, dir, f) = sales_lakehouse();
+    let mut child = std::process::Command::new(strata_bin())
+        .args(["--lakehouse", dir.to_str().unwrap(), "pipeline", "run"])
+        .arg(&f)
+        .args(["--every", "1s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // wait for at least two scheduled runs, then SIGTERM
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let n = query(
+            &dir,
+            "SELECT count(*) AS n FROM system.pipeline_runs WHERE trigger = 'schedule' AND status = 'succeeded'",
+        )[0]["n"]
+            .as_i64()
+            .unwrap();
+        if n >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second scheduled run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "SIGTERM between runs ends the schedule cleanly: {status:?}"
+    );
+    // a failing run runs --on-failure with its run id
+    let failing = file(
+        tmp.path(),
+        "failing.toml",
+        &SALES.replace("action = \"quarantine\"", "action = \"fail\""),
+    );
+    land_lines(
+        &dir,
+        tmp.path(),
+        "bronze.sales",
+        "more",
+        &[r#"{"id":"x9","day":"2024-09-04","amount":"1"}"#],
+    );
+    let marker = tmp.path().join("failed-run");
+    let o = strata(
+        &dir,
+        &[
+            "pipeline",
+            "run",
+            failing.to_str().unwrap(),
+            "--on-failure",
+            &format!("echo \"$STRATA_RUN_ID\" > {}", marker.display()),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let run_id = std::fs::read_to_string(&marker).unwrap();
+    let failed = query(
+        &dir,
+        &format!(
+            "SELECT status FROM system.pipeline_runs WHERE run_id = '{}'",
+            run_id.trim()
+        ),
+    );
+    assert_eq!(failed[0]["status"], "failed", "{failed:?}");
+}
