@@ -501,6 +501,13 @@ async fn read_primary(
         return Ok((with_row(arrival_sorted(b)?)?, None, BTreeSet::new()));
     }
     let from = src.watermark.unwrap_or(-1) + 1;
+    if from > src.version {
+        // this source did not advance (another did): it has no new rows
+        let schema = Arc::new(strata_table::arrow_schema(&src.table, &name)?);
+        let none = RecordBatch::new_empty(schema);
+        let changes = (mode == Mode::Replace).then(|| vec![none.clone()]);
+        return Ok((with_row(none)?, changes, BTreeSet::new()));
+    }
     let changes = scan_changes(&src.table, &name, from, src.version).await?;
     if mode == Mode::Replace {
         // the touched partitions, from every change row; then the snapshot pruned to them
@@ -1021,6 +1028,23 @@ async fn run_flow(
     outcome.rows_read = primary.num_rows() as i64;
     let mut others: Vec<(TableName, Arc<dyn TableProvider>)> = Vec::new();
     for s in pinned.iter().skip(1) {
+        // a further source read as changes: its new rows since the watermark, like the first's
+        if s.read == Read::Changes && !full && backfill.is_none() && s.watermark.is_some() {
+            let (rows, _, _) = read_primary(s, false, Mode::Append, &[], false).await?;
+            let keep: Vec<usize> = rows
+                .schema()
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, fl)| fl.name() != ROW && fl.name() != "_commit_version")
+                .map(|(i, _)| i)
+                .collect();
+            let rows = rows.project(&keep)?;
+            let p: Arc<dyn TableProvider> =
+                Arc::new(MemTable::try_new(rows.schema(), vec![vec![rows]])?);
+            others.push((s.info.name.clone(), p));
+            continue;
+        }
         let mut t = s.table.clone();
         if strata_table::current_version(&t) != s.version {
             t.load_version(s.version as u64)

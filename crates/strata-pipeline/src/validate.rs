@@ -170,17 +170,8 @@ pub fn resolve(file: PipelineFile) -> Result<Pipeline> {
             ));
         }
         let mut sources = Vec::new();
-        for (k, (s, read)) in spec.source_list().into_iter().enumerate() {
+        for (s, read) in spec.source_list() {
             let n = table_name(&file, s.span(), s.get_ref(), "source")?;
-            if k > 0 && read == Read::Changes {
-                return Err(file.err(
-                    s.span(),
-                    format!(
-                        "flow {name}: only the first source is read as changes in this version \
-                         of Strata; read {n} as snapshot (`read = \"snapshot\"`)"
-                    ),
-                ));
-            }
             sources.push(Source {
                 name: n,
                 read,

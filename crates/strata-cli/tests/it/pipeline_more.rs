@@ -875,3 +875,40 @@ fn every_runs_on_a_schedule_until_sigterm_and_on_failure_runs_its_command() {
     );
     assert_eq!(failed[0]["status"], "failed", "{failed:?}");
 }
+
+#[test]
+fn every_source_read_as_changes_contributes_only_its_new_rows() {
+    let (tmp, dir) = lakehouse();
+    let f = file(
+        tmp.path(),
+        "two.toml",
+        r#"
+[pipeline]
+name = "two"
+
+[[flows]]
+name = "all_ids"
+target = "silver.all_ids"
+sources = [
+  { table = "bronze.a", read = "changes" },
+  { table = "bronze.b", read = "changes" },
+]
+mode = "append"
+sql = "SELECT id, 'a' AS side FROM input UNION ALL SELECT id, 'b' AS side FROM bronze.b"
+"#,
+    );
+    land_lines(&dir, tmp.path(), "bronze.a", "a1", &[r#"{"id":"1"}"#]);
+    land_lines(&dir, tmp.path(), "bronze.b", "b1", &[r#"{"id":"2"}"#]);
+    run(&dir, &f, &[]);
+    // only b gets a new row: the next run appends just that one
+    land_lines(&dir, tmp.path(), "bronze.b", "b2", &[r#"{"id":"3"}"#]);
+    run(&dir, &f, &[]);
+    let sql = "SELECT id, side FROM silver.all_ids ORDER BY id";
+    assert_eq!(lines(&dir, sql, &["id", "side"]), vec!["1|a", "2|b", "3|b"]);
+    land_lines(&dir, tmp.path(), "bronze.a", "a2", &[r#"{"id":"4"}"#]);
+    run(&dir, &f, &[]);
+    assert_eq!(
+        lines(&dir, sql, &["id", "side"]),
+        vec!["1|a", "2|b", "3|b", "4|a"]
+    );
+}
