@@ -449,6 +449,45 @@ pub async fn check(lh: &Lakehouse, p: &Pipeline) -> Result<Report> {
             }
         }
     }
+    // a bronze column is unmapped when no flow reading that table maps it
+    let mut by_table: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, f) in p.flows.iter().enumerate() {
+        if report.unmapped.contains_key(&f.name) {
+            by_table
+                .entry(f.sources[0].name.to_string())
+                .or_default()
+                .push(i);
+        }
+    }
+    for (table, flows) in by_table {
+        let mut common: Option<BTreeSet<String>> = None;
+        for &i in &flows {
+            let cols: BTreeSet<String> =
+                report.unmapped[&p.flows[i].name].iter().cloned().collect();
+            common = Some(match common {
+                Some(c) => c.intersection(&cols).cloned().collect(),
+                None => cols,
+            });
+        }
+        let common: Vec<String> = common.unwrap_or_default().into_iter().collect();
+        for &i in &flows {
+            let name = &p.flows[i].name;
+            if common.is_empty() {
+                report.unmapped.remove(name);
+            } else {
+                report.unmapped.insert(name.clone(), common.clone());
+            }
+        }
+        if !common.is_empty() {
+            let f = &p.flows[flows[0]];
+            report.warnings.push(format!(
+                "{}: bronze columns no flow maps, in {table}: {} (new fields waiting for a \
+                 decision: map them in a flow, or leave them in bronze on purpose)",
+                f.at,
+                common.join(", ")
+            ));
+        }
+    }
     Ok(report)
 }
 
@@ -627,15 +666,8 @@ async fn check_flow(
             .map(|f| f.name().clone())
             .filter(|n| n != ROW && !is_system_column(n) && !t.used.contains(n))
             .collect();
-        if !unmapped.is_empty() {
-            report.warnings.push(format!(
-                "{}: flow {}: bronze columns no flow maps: {} (a new field waiting for a decision)",
-                f.at,
-                f.name,
-                unmapped.join(", ")
-            ));
-            report.unmapped.insert(f.name.clone(), unmapped);
-        }
+        // narrowed to what no flow reading this table maps, in `check`
+        report.unmapped.insert(f.name.clone(), unmapped);
     }
     // an existing target must take the output's types
     if let Ok(info) = lh.table(&f.target).await {

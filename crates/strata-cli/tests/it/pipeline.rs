@@ -2425,14 +2425,29 @@ steps = [ { cast = { id = "BIGINT" } } ]
         "f2.ndjson",
         &[r#"{"id": "3", "v": "c", "extra": "x3"}"#],
     );
-    let o = strata(&dir, &["pipeline", "validate", s(&file)]);
+    // the SQL flow alone leaves `extra` unmapped: validate reports it
+    let mapped_only = pipeline_file(
+        tmp,
+        "feed_mapped.toml",
+        r#"
+[pipeline]
+name = "feed_mapped"
+
+[[flows]]
+name = "mapped_only"
+target = "silver.feed_mapped_only"
+source = "bronze.feed"
+sql = "SELECT id, v FROM input"
+"#,
+    );
+    let o = strata(&dir, &["pipeline", "validate", s(&mapped_only)]);
     assert!(o.status.success(), "{}", text(&o));
     let verr = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(
         verr.contains("bronze columns no flow maps") && verr.contains("extra"),
         "{verr}"
     );
-    let (code, v, err) = run_with(&dir, &file, &[]);
+    let (code, v, err) = run_with(&dir, &mapped_only, &[]);
     assert_eq!(code, 0, "{v:#}\n{err}");
     assert!(
         err.contains("bronze columns no flow maps") && err.contains("extra"),
@@ -2440,9 +2455,15 @@ steps = [ { cast = { id = "BIGINT" } } ]
     );
     let fr = flow_runs(&dir, v["run_id"].as_str().unwrap());
     assert_eq!(
-        fr["mapped"]["unmapped_columns"],
+        fr["mapped_only"]["unmapped_columns"],
         serde_json::json!(["extra"])
     );
+    // in the pipeline where the steps-only flow carries every column on, every column is mapped
+    let (code, v, err) = run_with(&dir, &file, &[]);
+    assert_eq!(code, 0, "{v:#}\n{err}");
+    assert!(!err.contains("no flow maps"), "{err}");
+    let fr = flow_runs(&dir, v["run_id"].as_str().unwrap());
+    assert_eq!(fr["mapped"]["unmapped_columns"], serde_json::json!([]));
     assert_eq!(fr["all"]["unmapped_columns"], serde_json::json!([]));
     // the SQL flow's output did not change; the steps-only flow gained the column
     assert_eq!(
