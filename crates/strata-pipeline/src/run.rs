@@ -1077,7 +1077,7 @@ async fn run_flow(
     let mut qrows: Vec<QRow> = Vec::new();
     for c in &t.failed {
         let r = c.row as usize;
-        let record = row_json(&primary, r, &|n| n == ROW)?;
+        let record = row_json(&primary, r, &|n| n == ROW || n == "_commit_version")?;
         let (pointer, v) = pointer_of(&primary, r, &src_name, src_version, &keys)?;
         qrows.push(QRow {
             stage: "cast",

@@ -8,6 +8,7 @@ mod ingest_crash;
 mod ingest_more;
 mod interop;
 mod pipeline;
+mod pipeline_crash;
 mod pipeline_more;
 mod quickstart;
 mod timestamps;
