@@ -19,10 +19,16 @@ number's literal text (`12.50`), but the peers' JSON readers render the parsed n
 way (`12.5`). A second, literal checksum keeps the text as landed; Strata's must also equal the
 one computed from the source files.
 
+Workload b compares silver.events over its nine columns with `scale=4`: decimals as exact text
+at scale 4 (not through a double), and the quarantine by its row count, its event_id multiset
+(NULL counted) and its (event_id, stage) pairs.
+
 Also a command line tool:
     check.py reference DATA_DIR          the expected counts and checksums of an NDJSON folder
     check.py delta PATH [--digits N]     checksum of a Delta table (all columns)
     check.py parquet PATH [--digits N]   checksum of Parquet files (a file or a folder)
+    check.py silver PATH                 workload b: a silver table's columns and checksum
+    check.py quarantine PATH [--strata]  workload b: a quarantine table's event_id checksums
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ import pyarrow as pa
 
 # The four columns workload a compares (the issue's choice), in this order.
 BRONZE_KEY = ["event_id", "user_id", "ts", "amount"]
+# Workload b: silver.events's columns, as the shipped example pipeline writes them.
+SILVER_COLUMNS = ["event_id", "user_id", "event_type", "event_ts", "session_id", "amount", "event_date",
+                  "country", "device"]
 
 
 def delta_extension_path() -> str:
@@ -98,11 +107,15 @@ class Checker:
     # ------------------------------------------------------------- checksums
 
     @staticmethod
-    def canon(name: str, typ: str, digits: int | None = None, money: bool = False) -> str:
+    def canon(name: str, typ: str, digits: int | None = None, money: bool = False,
+              scale: int | None = None) -> str:
         c = qident(name)
         t = typ.upper()
         if money:
             return f"coalesce(CAST(TRY_CAST({c} AS DECIMAL(38,2)) AS VARCHAR), CAST({c} AS VARCHAR))"
+        if scale is not None and (t.startswith("DECIMAL") or t in {"FLOAT", "DOUBLE", "REAL"}):
+            # exact text at a fixed scale (workload b's DECIMAL(18,4) amounts)
+            return f"CAST(CAST({c} AS DECIMAL(38,{scale})) AS VARCHAR)"
         if t.startswith("TIMESTAMP"):
             return f"CAST(CAST({c} AS TIMESTAMP) AS VARCHAR)"
         if t in {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
@@ -116,7 +129,7 @@ class Checker:
         return f"CAST({c} AS VARCHAR)"
 
     def checksum(self, rel: str, cols: list[str] | None = None, where: str | None = None,
-                 digits: int | None = None, money: tuple[str, ...] = ()) -> dict:
+                 digits: int | None = None, money: tuple[str, ...] = (), scale: int | None = None) -> dict:
         """Row count and order-independent checksum of `cols` (default: every column, by name)."""
         types = dict(self.columns(rel))
         if cols is None:
@@ -124,7 +137,7 @@ class Checker:
         missing = [c for c in cols if c not in types]
         if missing:
             raise ValueError(f"{rel}: no column(s) {missing}; it has {sorted(types)}")
-        exprs = [self.canon(c, types[c], digits, c in money) for c in cols]
+        exprs = [self.canon(c, types[c], digits, c in money, scale) for c in cols]
         w = f"WHERE {where}" if where else ""
         n, s = self.con.execute(
             f"SELECT count(*), CAST(coalesce(sum(hash({', '.join(exprs)})), 0) AS VARCHAR) FROM {rel} {w}"
@@ -151,6 +164,32 @@ class Checker:
             out["corrupt_with_data"] = self.con.execute(
                 f"SELECT count(*) FROM {rel} WHERE _corrupt_record IS NOT NULL AND ({cond})").fetchone()[0]
         return out
+
+    def silver(self, path: str) -> dict:
+        """Workload b's silver table: its columns (names and types, in order) and the checksum over
+        all of SILVER_COLUMNS as text, decimals at scale 4 and timestamps as UTC text."""
+        rel = self.source("delta", path)
+        cols = self.columns(rel)
+        out = self.checksum(rel, SILVER_COLUMNS, scale=4)
+        out["table_columns"] = [f"{n} {t}" for n, t in cols]
+        return out
+
+    def quarantine(self, path: str, strata: bool) -> dict:
+        """Workload b's quarantine rows: their count, the checksum of the event_id multiset (a NULL
+        event_id counts), that of the (event_id, stage) pairs, and the count per stage. Strata keeps
+        the row in `_record` (JSON) and the stage in `_stage`; the peers write `event_id` and
+        `stage` columns."""
+        rel = self.source("delta", path)
+        if strata:
+            rel = (f"(SELECT json_extract_string(_record, '$.event_id') AS event_id, _stage AS stage "
+                   f"FROM {rel}) AS q")
+        ids = self.checksum(rel, ["event_id"])
+        pairs = self.checksum(rel, ["event_id", "stage"])
+        stages = dict(self.con.execute(f"SELECT stage, count(*) FROM {rel} GROUP BY stage ORDER BY stage").fetchall())
+        return {"rows": ids["rows"], "event_id_checksum": ids["checksum"],
+                "event_id_stage_checksum": pairs["checksum"], "stages": stages,
+                "null_event_ids": self.con.execute(
+                    f"SELECT count(*) FROM {rel} WHERE event_id IS NULL").fetchone()[0]}
 
     def table(self, kind: str, path: str, cols: list[str] | None = None, digits: int | None = None) -> dict:
         return self.checksum(self.source(kind, path), cols, digits=digits)
@@ -271,13 +310,18 @@ def main(argv: list[str]) -> int:
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["reference", "delta", "parquet"])
+    p.add_argument("what", choices=["reference", "delta", "parquet", "silver", "quarantine"])
     p.add_argument("path")
     p.add_argument("--digits", type=int)
+    p.add_argument("--strata", action="store_true", help="quarantine: a Strata quarantine table")
     a = p.parse_args(argv)
     ck = Checker()
     if a.what == "reference":
         res = ck.reference(a.path)
+    elif a.what == "silver":
+        res = ck.silver(a.path)
+    elif a.what == "quarantine":
+        res = ck.quarantine(a.path, a.strata)
     else:
         res = ck.table(a.what, a.path, digits=a.digits)
     print(json.dumps(res))

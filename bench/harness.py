@@ -37,6 +37,9 @@ sys.path.insert(0, HERE)
 import check  # noqa: E402
 
 PEERS = os.path.join(HERE, "peers")
+# Workload b runs the shipped example pipeline's bronze-to-silver flow.
+PIPELINE = os.path.join(os.path.dirname(HERE), "examples", "events.pipeline.toml")
+PIPELINE_FLOW = "silver_events"
 PEER_SCRIPT = {"deltalake": "deltalake_py.py", "polars": "polars_peer.py", "duckdb": "duckdb_peer.py"}
 # silver.events, typed (workload c's checksum covers all of these)
 SILVER_COLS = ["event_id", "user_id", "event_type", "ts", "session_id", "amount", "country", "device"]
@@ -363,8 +366,12 @@ class Harness:
                     res = self.ck.bronze("delta", os.path.join(out, "lakehouse", "bronze", "events"), True)
                     res["reported_corrupt"] = report.get("records_corrupt")
                     res["reported_read"] = report.get("records_read")
-                    return self.record("a", "ingest", engine, run, m, rows, res, order,
-                                       {"strata_report": report})
+                    rec = self.record("a", "ingest", engine, run, m, rows, res, order,
+                                      {"strata_report": report})
+                    if "b" in self.a.workloads:
+                        # workload b starts from the bronze.events this run landed
+                        self.keep_bronze(out, f"workload a's Strata ingest, run {run}")
+                    return rec
                 if engine == "floor":
                     m = self.floor(["ingest", "--data", self.data, "--out", out], f"a-floor-r{run}")
                     return self.record("a", "ingest", engine, run, m, rows, None, order,
@@ -392,6 +399,104 @@ class Harness:
         self.agree(strata, "a/ingest Strata keeps the literal text",
                    lambda r: {"literal_checksum": r["literal_checksum"]},
                    {"literal_checksum": ref["literal_checksum"]})
+        self.write(recs)
+
+    # ------------------------------------------------------------ workload b
+
+    def keep_bronze(self, lake: str, origin: str) -> None:
+        """Keeps a lakehouse whose bronze.events workload b starts from (moved, not copied)."""
+        dest = os.path.join(self.work, "b", "bronze-lake")
+        rmtree(dest)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.move(lake, dest)
+        self.bronze_lake, self.bronze_origin = dest, origin
+
+    def copy_lakehouse(self, src: str, dest: str, tag: str) -> None:
+        """A copy of a lakehouse that owns its tables: the metastore records each table's absolute
+        location, so after the copy `strata doctor --repair` points them at the copy's own folders
+        (its documented fix for a managed table recorded outside the root)."""
+        rmtree(dest)
+        shutil.copytree(src, dest, symlinks=True)
+        m = self.strata(["doctor", "--repair"], tag, lake=dest)
+        report = json.loads(m["stdout"])
+        unrepaired = [p for p in report.get("problems", []) if not p.get("repaired")]
+        if unrepaired:
+            raise BenchError(f"strata doctor --repair left problems in the copy {dest}: {unrepaired}")
+
+    def bronze_for_b(self) -> str:
+        """The lakehouse with bronze.events that workload b reads: workload a's (its last Strata
+        run), or else a fresh one ingested here. Untimed. Every engine reads this one table."""
+        if not getattr(self, "bronze_lake", None):
+            lake = os.path.join(self.work, "b", "bronze-ingest")
+            rmtree(lake)
+            os.makedirs(os.path.dirname(lake), exist_ok=True)
+            self.strata(["init", lake], "b-init", json_out=False)
+            self.strata(["ingest", self.data, "--into", "bronze.events"], "b-ingest", lake=lake)
+            self.keep_bronze(lake, "strata ingest for workload b (workload a did not run)")
+        # the moved lakehouse's metastore still names the old folder: repair it in place
+        m = self.strata(["doctor", "--repair"], "b-relocate", lake=self.bronze_lake)
+        if any(not p.get("repaired") for p in json.loads(m["stdout"]).get("problems", [])):
+            raise BenchError(f"strata doctor --repair could not relocate {self.bronze_lake}: {m['stdout']}")
+        return self.bronze_lake
+
+    def workload_b(self) -> None:
+        lake = self.bronze_for_b()
+        bronze = os.path.join(lake, "lakehouse", "bronze", "events")
+        rows = self.ck.count("delta", bronze)
+        log = os.path.join(bronze, "_delta_log")
+        data_commits = [v for v in range(delta_version(bronze) + 1)
+                        if '"add"' in open(os.path.join(log, f"{v:020d}.json")).read()]
+        print(f"workload b: bronze.events from {self.bronze_origin}: {rows} rows, version "
+              f"{delta_version(bronze)}", flush=True)
+        engines = ["strata", "duckdb", "polars"]
+        recs: list[dict] = []
+
+        def one(engine: str, run: int, order: list[str]) -> dict:
+            out = os.path.join(self.work, "b", f"{engine}-r{run}")
+            rmtree(out)
+            try:
+                if engine == "strata":
+                    # a fresh copy where bronze is landed and nothing else is (untimed)
+                    self.copy_lakehouse(lake, out, f"b-copy-r{run}")
+                    m = self.strata(["pipeline", "run", PIPELINE, "--select", PIPELINE_FLOW],
+                                    f"b-strata-r{run}", timed=True, lake=out)
+                    report = json.loads(m["stdout"])
+                    flows = report.get("flows") or []
+                    if report.get("status") != "succeeded" or [f.get("status") for f in flows] != ["succeeded"]:
+                        raise BenchError(f"strata pipeline run did not succeed: {m['stdout'][-2000:]}")
+                    silver = os.path.join(out, "lakehouse", "silver", "events")
+                    quarantine = os.path.join(out, "lakehouse", "quarantine", "events")
+                    res = self.ck.silver(silver)
+                    res["quarantine"] = self.ck.quarantine(quarantine, strata=True)
+                    res["reported"] = {"rows_read": flows[0].get("rows_read"),
+                                       "rows_written": flows[0].get("rows_written"),
+                                       "rows_quarantined": flows[0].get("rows_quarantined")}
+                    return self.record("b", "silver", engine, run, m, rows, res, order,
+                                       {"strata": report, "bronze": self.bronze_origin})
+                m = self.peer(engine, ["--workload", "b", "--data", bronze, "--out", out],
+                              f"b-{engine}-r{run}")
+                res = self.ck.silver(os.path.join(out, "silver"))
+                res["quarantine"] = self.ck.quarantine(os.path.join(out, "quarantine"), strata=False)
+                return self.record("b", "silver", engine, run, m, rows, res, order,
+                                   {"peer": m["report"], "bronze": self.bronze_origin})
+            finally:
+                rmtree(out)
+
+        for run in self.runs():
+            self.each("b", "silver", engines, run, one, recs)
+        self.agree(recs, "b/silver (silver.events: columns, types, all 9 columns' checksum)",
+                   lambda r: {k: r[k] for k in ("rows", "checksum", "table_columns")})
+        self.agree(recs, "b/silver (quarantine: rows, event_id multiset, stages)",
+                   lambda r: r["quarantine"])
+        strata = [r for r in recs if r["engine"] == "strata" and "error" not in r]
+        self.agree(strata, "b/silver Strata's run report vs its tables",
+                   lambda r: r["reported"] == {"rows_read": rows, "rows_written": r["rows"],
+                                               "rows_quarantined": r["quarantine"]["rows"]}, True)
+        if len(data_commits) > 1:
+            # the peers order arrivals by (_batch_id, _source_file, _source_line); Strata puts the
+            # commit version first, which only matters across commits
+            print(f"  note: bronze has {len(data_commits)} data commits; the peers' arrival order "
+                  "leaves out the commit version", flush=True)
         self.write(recs)
 
     # ---------------------------------------------------------- shared setup
@@ -678,8 +783,9 @@ class Harness:
               f"{' + 1 warm-up' if self.a.warmup else ' (no warm-up)'}, data {self.data}", flush=True)
         for n in self.notes:
             print("note: " + n, flush=True)
-        steps = {"a": self.workload_a, "d": self.workload_d, "c": self.workload_c, "f": self.workload_f}
-        for w in [w for w in "adcf" if w in self.a.workloads]:
+        steps = {"a": self.workload_a, "b": self.workload_b, "d": self.workload_d, "c": self.workload_c,
+                 "f": self.workload_f}
+        for w in [w for w in "abdcf" if w in self.a.workloads]:
             print(f"workload {w}", flush=True)
             try:
                 steps[w]()
@@ -709,13 +815,13 @@ def main() -> int:
     p.add_argument("--runs", type=int, required=True)
     p.add_argument("--warmup", type=int, choices=[0, 1], default=1)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--workloads", default="acdf")
+    p.add_argument("--workloads", default="abcdf")
     p.add_argument("--results", required=True, help="JSON lines are appended here")
     p.add_argument("--command", default=" ".join(sys.argv))
     a = p.parse_args()
     a.warmup = bool(a.warmup)
-    if not a.workloads or set(a.workloads) - set("acdf"):
-        p.error("--workloads takes letters among a, c, d and f")
+    if not a.workloads or set(a.workloads) - set("abcdf"):
+        p.error("--workloads takes letters among a, b, c, d and f")
     if a.runs < 1:
         p.error("--runs must be at least 1")
     return Harness(a).run()

@@ -6,7 +6,8 @@
 #   bench/run.sh s                1M rows in 16 files: 1 warm-up + 5 runs
 #   bench/run.sh m                10M rows in 64 files: 1 warm-up + 3 runs
 #   bench/run.sh s --runs 7       another number of runs (1 run means no warm-up)
-#   bench/run.sh s --workloads ad only some workloads (a ingest, c merge, d gold, f appends)
+#   bench/run.sh s --workloads ad only some workloads (a ingest, b bronze to silver, c merge,
+#                                 d gold, f appends; default abcdf)
 #
 # Environment: STRATA_BIN (the strata binary; default the release build in
 # ${CARGO_TARGET_DIR:-~/.cache/strata-target}), STRATA_BENCH_FLOORS (the `floors` binary of
@@ -19,7 +20,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 command="bench/run.sh $*"
 
 usage() {
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -32,17 +33,18 @@ case "$size" in
   m) rows=10000000 files=64 runs=3 ;;
   *) usage ;;
 esac
-workloads=acdf
+workloads=abcdf
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs="${2:?--runs needs a number}"; shift 2 ;;
     --runs=*) runs="${1#--runs=}"; shift ;;
-    --workloads) workloads="${2:?--workloads needs letters such as acdf}"; shift 2 ;;
+    --workloads) workloads="${2:?--workloads needs letters such as abcdf}"; shift 2 ;;
     --workloads=*) workloads="${1#--workloads=}"; shift ;;
     *) echo "run.sh: unknown argument $1" >&2; usage ;;
   esac
 done
 case "$runs" in '' | *[!0-9]* | 0) echo "run.sh: --runs takes a number of at least 1" >&2; exit 2 ;; esac
+case "$workloads" in '' | *[!abcdf]*) echo "run.sh: --workloads takes letters among a, b, c, d and f" >&2; exit 2 ;; esac
 warmup=1
 [ "$runs" -eq 1 ] && warmup=0
 
