@@ -1456,6 +1456,8 @@ async fn run_flow(
     }
     failpoint("pipeline::after_quarantine_commit");
     cancelled(opts)?;
+    // a target this run creates is empty: a merge into it is an append of the reduced rows
+    let created = target.is_none();
     let (tinfo, mut ttable) = match target {
         Some(t) => t,
         None => {
@@ -1550,6 +1552,10 @@ async fn run_flow(
             strata_table::commit_txns(&mut ttable, &tname, &txns).await?
         }
         Mode::Append => {
+            let (_, o) = strata_table::append(ttable, &tname, frame(data)?, &wopts).await?;
+            o.version
+        }
+        Mode::Merge if created && delete_flags.is_none() && f.spec.delete_when.is_none() => {
             let (_, o) = strata_table::append(ttable, &tname, frame(data)?, &wopts).await?;
             o.version
         }
