@@ -912,3 +912,46 @@ sql = "SELECT id, 'a' AS side FROM input UNION ALL SELECT id, 'b' AS side FROM b
         vec!["1|a", "2|b", "3|b", "4|a"]
     );
 }
+
+#[test]
+fn zorder_optimizes_the_target_after_a_write_that_adds_rows() {
+    let (tmp, dir) = lakehouse();
+    let f = file(
+        tmp.path(),
+        "z.toml",
+        r#"
+[pipeline]
+name = "z"
+
+[[flows]]
+name = "z"
+target = "silver.z"
+source = "bronze.z"
+mode = "append"
+zorder = ["user_id"]
+sql = "SELECT id, user_id FROM input"
+"#,
+    );
+    land_lines(
+        &dir,
+        tmp.path(),
+        "bronze.z",
+        "a",
+        &[
+            r#"{"id":"1","user_id":"u2"}"#,
+            r#"{"id":"2","user_id":"u1"}"#,
+        ],
+    );
+    run(&dir, &f, &[]);
+    let history = query(&dir, "DESCRIBE HISTORY silver.z");
+    let ops: Vec<String> = history
+        .iter()
+        .map(|r| r["operation"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(ops.iter().any(|o| o == "OPTIMIZE"), "{ops:?}");
+
+    // nothing new: no write, so no OPTIMIZE either
+    let v = version_of(&dir, "silver.z");
+    run(&dir, &f, &[]);
+    assert_eq!(version_of(&dir, "silver.z"), v);
+}
