@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt64Array};
 use arrow::compute::{concat_batches, filter_record_batch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{Expr, lit};
@@ -436,18 +436,7 @@ fn decode<'a>(
     if !with_row {
         return Ok(b);
     }
-    let mut fields: Vec<Field> = b
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new(ROW, DataType::UInt64, false));
-    let mut cols = b.columns().to_vec();
-    cols.push(Arc::new(UInt64Array::from_iter_values(
-        0..b.num_rows() as u64,
-    )));
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+    crate::run::with_row(b)
 }
 
 /// A batch shaped as `schema`: columns by name, cast to its types, missing ones NULL.

@@ -45,7 +45,7 @@ use crate::record::{row_json, text};
 use crate::rules::{Rule, RuleKind, ident, quote};
 use crate::spec::{Action, Mode, OnSchemaChange, Read};
 use crate::steps::ROW;
-use crate::transform::{self, visible_schema};
+use crate::transform::{self, without_row};
 use crate::validate::{Flow, Pipeline, Report, check};
 
 /// How many sample rows a run record keeps per kind.
@@ -339,15 +339,16 @@ pub async fn run(lh: &Lakehouse, p: &Pipeline, opts: &RunOptions) -> Result<RunS
         } else {
             let full = opts.full_refresh || marks.contains_key(&f.name);
             match run_flow(lh, p, f, &report, &run_id, full, opts, &key).await {
-                Ok(o) => o,
+                Ok(o) => {
+                    if o.status == "failed" {
+                        failed.insert(i);
+                    }
+                    o
+                }
                 Err(e) => {
                     failed.insert(i);
-                    let gate = matches!(e, Error::QualityGate(_));
                     let mut o = FlowOutcome::new(f, "failed", Some(e.to_string()));
-                    o.quality_gate = gate;
-                    if let Error::QualityGate(_) = &e {
-                        o.quality = take_gate_results();
-                    }
+                    o.quality_gate = matches!(e, Error::QualityGate(_));
                     if matches!(e, Error::Cancelled(_)) {
                         stop = Some(e);
                     }
@@ -418,14 +419,6 @@ pub async fn run(lh: &Lakehouse, p: &Pipeline, opts: &RunOptions) -> Result<RunS
     })
 }
 
-thread_local! {
-    static GATE_RESULTS: std::cell::RefCell<Vec<QualityResult>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-fn take_gate_results() -> Vec<QualityResult> {
-    GATE_RESULTS.with(|g| std::mem::take(&mut *g.borrow_mut()))
-}
-
 fn outcome_sources(o: &FlowOutcome) -> Value {
     o.warnings
         .iter()
@@ -447,6 +440,15 @@ fn outcome_samples(o: &FlowOutcome) -> Value {
 }
 
 impl FlowOutcome {
+    /// An expectation with action `fail` failed: nothing was committed; its results are kept.
+    fn gate_failed(mut self, msg: String, quality: Vec<QualityResult>) -> Self {
+        self.status = "failed".into();
+        self.error = Some(msg);
+        self.quality_gate = true;
+        self.quality = quality;
+        self
+    }
+
     fn new(f: &Flow, status: &str, error: Option<String>) -> Self {
         FlowOutcome {
             flow: f.name.clone(),
@@ -690,7 +692,7 @@ fn arrival_sorted(b: RecordBatch) -> Result<RecordBatch> {
     Ok(take_record_batch(&b, &idx)?)
 }
 
-fn with_row(b: RecordBatch) -> Result<RecordBatch> {
+pub(crate) fn with_row(b: RecordBatch) -> Result<RecordBatch> {
     let mut fields: Vec<Field> = b
         .schema()
         .fields()
@@ -1257,8 +1259,7 @@ async fn run_flow(
             row_json(&visible, *r, &|n| n == ROW)?,
             f.target
         );
-        GATE_RESULTS.with(|g| *g.borrow_mut() = quality.clone());
-        return Err(Error::QualityGate(msg));
+        return Ok(outcome.gate_failed(msg, quality));
     }
     // the kept output, without the flags
     let kept: RecordBatch = match &checked {
@@ -1310,13 +1311,7 @@ async fn run_flow(
     // 5. table rules over the checked output
     let (table_results, table_fail) = {
         let table_rules: Vec<&Rule> = f.rules.iter().filter(|r| !r.kind.is_row_rule()).collect();
-        let visible = visible_schema(&kept.schema());
-        let idx: Vec<usize> = visible
-            .fields()
-            .iter()
-            .map(|fl| kept.schema().index_of(fl.name()))
-            .collect::<std::result::Result<_, _>>()?;
-        let out = kept.project(&idx)?;
+        let out = without_row(&kept)?;
         let rows = out.num_rows() as i64;
         let output: Arc<dyn TableProvider> =
             Arc::new(MemTable::try_new(out.schema(), vec![vec![out]])?);
@@ -1344,11 +1339,11 @@ async fn run_flow(
         q
     }));
     if let Some(msg) = table_fail {
-        GATE_RESULTS.with(|g| *g.borrow_mut() = quality.clone());
-        return Err(Error::QualityGate(format!(
+        let msg = format!(
             "flow {}: {msg}; nothing was committed to {}",
             f.name, f.target
-        )));
+        );
+        return Ok(outcome.gate_failed(msg, quality));
     }
     outcome.quality = quality;
     outcome.rows_dropped = dropped;
@@ -1376,13 +1371,8 @@ async fn run_flow(
         }),
         _ => None,
     };
-    let visible = visible_schema(&data.schema());
-    let idx: Vec<usize> = visible
-        .fields()
-        .iter()
-        .map(|fl| data.schema().index_of(fl.name()))
-        .collect::<std::result::Result<_, _>>()?;
-    let data = data.project(&idx)?;
+    let data = without_row(&data)?;
+    let visible = data.schema().as_ref().clone();
     outcome.rows_written = data.num_rows() as i64;
     if opts.dry_run {
         return Ok(outcome);
@@ -1543,7 +1533,7 @@ async fn run_flow(
                 strata_table::replace_where(ttable, &tname, frame(data)?, "true", &wopts).await?;
             o.version
         }
-        Mode::Append | Mode::Merge if full && target_is_new_or_refresh(full_refresh) => {
+        Mode::Append | Mode::Merge if full && full_refresh => {
             let (_, o) =
                 strata_table::replace_where(ttable, &tname, frame(data)?, "true", &wopts).await?;
             o.version
@@ -1599,10 +1589,6 @@ async fn run_flow(
     }
     ms.touch_table(&tinfo.table_id).await?;
     Ok(outcome)
-}
-
-fn target_is_new_or_refresh(full_refresh: bool) -> bool {
-    full_refresh
 }
 
 /// The table's scan provider at its loaded version.
@@ -1754,13 +1740,8 @@ pub(crate) async fn merge_rows(
         let order: Vec<String> = f.spec.sequence_by.iter().cloned().collect();
         crate::reduce::latest_per_key(&data, &f.spec.keys, &order)?
     };
-    let visible = visible_schema(&data.schema());
-    let idx: Vec<usize> = visible
-        .fields()
-        .iter()
-        .map(|fl| data.schema().index_of(fl.name()))
-        .collect::<std::result::Result<_, _>>()?;
-    let data = data.project(&idx)?;
+    let data = without_row(&data)?;
+    let visible = data.schema().as_ref().clone();
     let state = strata_table::session::session_state();
     let out_schema = datafusion::common::DFSchema::try_from(visible.clone())?;
     let mut del = delete_expr(&state, &out_schema, f)?;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
@@ -361,9 +361,20 @@ fn column_lineage(plan: &LogicalPlan) -> Vec<BTreeSet<String>> {
 
 /// An empty batch of `schema` plus the arrival column, for validation.
 pub fn empty_with_row(schema: &Schema) -> Result<RecordBatch> {
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new(ROW, DataType::UInt64, false));
-    Ok(RecordBatch::new_empty(Arc::new(Schema::new(fields))))
+    crate::run::with_row(RecordBatch::new_empty(Arc::new(schema.clone())))
+}
+
+/// The batch without the hidden arrival column.
+pub fn without_row(b: &RecordBatch) -> Result<RecordBatch> {
+    let keep: Vec<usize> = b
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.name() != ROW)
+        .map(|(i, _)| i)
+        .collect();
+    Ok(b.project(&keep)?)
 }
 
 /// The output schema without the hidden arrival column.
