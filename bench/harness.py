@@ -36,11 +36,15 @@ sys.path.insert(0, HERE)
 
 import check  # noqa: E402
 
+sys.path.insert(0, os.path.join(HERE, "peers"))
+import expectations  # noqa: E402
+
 PEERS = os.path.join(HERE, "peers")
 # Workload b runs the shipped example pipeline's bronze-to-silver flow.
 PIPELINE = os.path.join(os.path.dirname(HERE), "examples", "events.pipeline.toml")
 PIPELINE_FLOW = "silver_events"
-PEER_SCRIPT = {"deltalake": "deltalake_py.py", "polars": "polars_peer.py", "duckdb": "duckdb_peer.py"}
+PEER_SCRIPT = {"deltalake": "deltalake_py.py", "polars": "polars_peer.py", "duckdb": "duckdb_peer.py",
+               "gx": "gx_peer.py"}
 # silver.events, typed (workload c's checksum covers all of these)
 SILVER_COLS = ["event_id", "user_id", "event_type", "ts", "session_id", "amount", "country", "device"]
 GOLD_COLS = {"low": ["hour", "country", "event_type", "events", "amount"],
@@ -257,7 +261,7 @@ class Harness:
         v["strata"] = text[0].removeprefix("strata ").strip() if text else "unknown"
         v["strata_bin"] = self.strata_bin
         for pkg in ["deltalake", "duckdb", "duckdb-extension-delta", "polars", "polars-runtime-32",
-                    "pyarrow"]:
+                    "pyarrow", "great-expectations", "pandas"]:
             try:
                 v[pkg] = md.version(pkg)
             except md.PackageNotFoundError:
@@ -671,6 +675,50 @@ class Harness:
                        lambda r: {"rows": r["rows"], "checksum": r["checksum"]})
             self.write(rs)
 
+    # ------------------------------------------------------------ workload e
+
+    def workload_e(self) -> None:
+        """30 expectations over silver.events in one pass (peers/expectations.py): Strata's
+        `quality check`, Great Expectations on pandas, and one hand-written DuckDB SELECT."""
+        self.setup_lake()
+        self.restore_silver("e-restore")
+        rules = os.path.join(self.work, "e-rules.toml")
+        with open(rules, "w") as fh:
+            fh.write(expectations.strata_rules())
+        engines = ["strata", "gx", "duckdb"]
+        recs: list[dict] = []
+
+        def one(engine: str, run: int, order: list[str]) -> dict:
+            if engine == "strata":
+                m = self.strata(["quality", "check", "silver.events", "--rules", rules],
+                                f"e-strata-r{run}", timed=True)
+                rows = json.loads(m["stdout"])
+                results = {r["rule"]: {"success": r["passed"] in ("yes", True),
+                                       "failed": int(r["failed"]) if r["kind"] == "row" else None}
+                           for r in rows}
+                checked = max(int(r["checked"]) for r in rows)
+                res = {"rows": checked, "expectations": expectations.key(results)}
+                return self.record("e", "expectations", engine, run, m, self.silver_rows, res, order)
+            out = os.path.join(self.work, "e", f"{engine}-r{run}.json")
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            try:
+                m = self.peer(engine, ["--workload", "e", "--data", self.silver, "--out", out],
+                              f"e-{engine}-r{run}")
+                got = json.load(open(out))
+                res = {"rows": got["rows"], "expectations": expectations.key(got["results"])}
+                return self.record("e", "expectations", engine, run, m, self.silver_rows, res, order,
+                                   {"peer": m["report"]})
+            finally:
+                if os.path.exists(out):
+                    os.remove(out)
+
+        for run in self.runs():
+            self.each("e", "expectations", engines, run, one, recs)
+        self.agree(recs, "e/expectations (rows checked; per expectation: failed rows, or the verdict)",
+                   lambda r: r)
+        self.agree(recs, "e/expectations rows checked", lambda r: r["rows"], self.silver_rows)
+        self.write(recs)
+
     # ------------------------------------------------------------ workload f
 
     def workload_f(self) -> None:
@@ -784,8 +832,8 @@ class Harness:
         for n in self.notes:
             print("note: " + n, flush=True)
         steps = {"a": self.workload_a, "b": self.workload_b, "d": self.workload_d, "c": self.workload_c,
-                 "f": self.workload_f}
-        for w in [w for w in "abdcf" if w in self.a.workloads]:
+                 "e": self.workload_e, "f": self.workload_f}
+        for w in [w for w in "abdcef" if w in self.a.workloads]:
             print(f"workload {w}", flush=True)
             try:
                 steps[w]()
@@ -815,13 +863,13 @@ def main() -> int:
     p.add_argument("--runs", type=int, required=True)
     p.add_argument("--warmup", type=int, choices=[0, 1], default=1)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--workloads", default="abcdf")
+    p.add_argument("--workloads", default="abcdef")
     p.add_argument("--results", required=True, help="JSON lines are appended here")
     p.add_argument("--command", default=" ".join(sys.argv))
     a = p.parse_args()
     a.warmup = bool(a.warmup)
-    if not a.workloads or set(a.workloads) - set("abcdf"):
-        p.error("--workloads takes letters among a, b, c, d and f")
+    if not a.workloads or set(a.workloads) - set("abcdef"):
+        p.error("--workloads takes letters among a, b, c, d, e and f")
     if a.runs < 1:
         p.error("--runs must be at least 1")
     return Harness(a).run()

@@ -32,6 +32,7 @@ WORKLOADS = {
     "b": "bronze.events to silver.events as the shipped example pipeline does it",
     "c": "MERGE changed rows into silver.events",
     "d": "Gold aggregations over silver.events",
+    "e": "30 expectations over silver.events in one pass",
     "f": "1 200 small appends, then reading the latest version and version 537",
 }
 OPS = {
@@ -41,6 +42,8 @@ OPS = {
     "merge_1m": "MERGE 1M changed rows (800k updates, 200k inserts)",
     "agg_low": "low cardinality: per hour, country, event_type",
     "agg_high": "high cardinality: per user_id",
+    "expectations": "not-null ×8, in-set ×4, between ×6, regex ×3, unique ×2, row count, mean/min/max/stdev ×4, "
+                    "column pair ×2 (bench/peers/expectations.py)",
     "append": "1 200 INSERTs of 1 000 rows, a commit each",
     "count_latest": "open the latest version and count its rows",
     "count_v537": "open version 537 and count its rows",
@@ -60,6 +63,9 @@ LABELS = {
     ("d", "strata"): "Strata: CREATE TABLE gold.. AS",
     ("d", "duckdb"): "DuckDB delta_scan to Parquet",
     ("d", "polars"): "Polars scan_delta to Parquet",
+    ("e", "strata"): "Strata: quality check",
+    ("e", "gx"): "Great Expectations on pandas",
+    ("e", "duckdb"): "DuckDB: one hand-written SELECT",
     ("f", "strata"): "Strata",
     ("f", "deltalake"): "deltalake (Python)",
     ("f", "polars"): "Polars scan_delta",
@@ -67,7 +73,7 @@ LABELS = {
 # Engines that are no peer: Strata itself, the floors, and the no-Delta ceiling of workload a.
 NOT_PEERS = {"strata", "floor"}
 CEILINGS = {("a", "duckdb")}
-COLORS = {"strata": "#1f6feb", "deltalake": "#d29922", "polars": "#8250df", "duckdb": "#2da44e",
+COLORS = {"gx": "#cf222e", "strata": "#1f6feb", "deltalake": "#d29922", "polars": "#8250df", "duckdb": "#2da44e",
           "floor": "#6e7781"}
 
 
@@ -270,6 +276,8 @@ TARGETS = [
     ("c2", "each MERGE: Strata's peak RSS at most 2× the bytes of the files it touches (the floor's "
            "`bytes_rewritten`: the files that hold a changed key)"),
     ("d1", "each aggregation: Strata no slower than the faster of DuckDB and Polars"),
+    ("e1", "expectations: Strata at least 20× faster than Great Expectations on pandas"),
+    ("e2", "expectations: Strata's time at most 1.5× the fused DuckDB SELECT's"),
     ("f1", "version 537's count: Strata faster than both Python deltalake and Polars"),
     ("f2", "small appends: Strata's commits/s at least 0.75× the floor's"),
     ("f3", "Strata's peak RSS reading version 1200 within 10% of reading version 100 (ratio at most 1.10)"),
@@ -281,7 +289,7 @@ AGG_OPS = ["agg_low", "agg_high"]
 
 # Short engine names for the targets' sentences.
 SHORT = {("a", "deltalake"): "pyarrow + deltalake", ("a", "polars"): "Polars + write_delta",
-         "strata": "Strata", "deltalake": "Python deltalake", "polars": "Polars", "duckdb": "DuckDB",
+         "strata": "Strata", "gx": "Great Expectations", "deltalake": "Python deltalake", "polars": "Polars", "duckdb": "DuckDB",
          "floor": "the floor"}
 
 
@@ -476,6 +484,16 @@ def evaluate_targets(rs: list[dict], notes: dict) -> list[dict]:
                     judge(s / peers[best], 1.0, "max", f"the faster peer's time ({short('d', best)})"))
         return go
 
+    def e1():
+        s, g = t.op_s("e", "expectations", "strata"), t.op_s("e", "expectations", "gx")
+        return (f"Strata {fmt_s(s)}; Great Expectations {fmt_s(g)} ({fmt_x(g / s)} Strata's time)",
+                judge(g / s, 20.0, "min", "(Great Expectations' time over Strata's)"))
+
+    def e2():
+        s, d = t.op_s("e", "expectations", "strata"), t.op_s("e", "expectations", "duckdb")
+        return (f"Strata {fmt_s(s)}; DuckDB {fmt_s(d)}",
+                judge(s / d, 1.5, "max", "the fused DuckDB SELECT's time"))
+
     def f1(op, info=False):
         def go():
             s = t.op_s("f", op, "strata")
@@ -508,6 +526,8 @@ def evaluate_targets(rs: list[dict], notes: dict) -> list[dict]:
         row("c2", op, c2(op))
     for op in AGG_OPS:
         row("d1", op, d1(op))
+    row("e1", None, e1)
+    row("e2", None, e2)
     row("f1", "count_v537", f1("count_v537"))
     row("f1", "count_latest", f1("count_latest", info=True), info=True)
     row("f2", None, f2)

@@ -8,6 +8,8 @@
                                                            Delta tables written by deltalake.write_deltalake
   --workload d --data SILVER_TABLE --query low|high --out FILE.parquet
                                                            delta_scan -> GROUP BY -> Parquet
+  --workload e --data SILVER_TABLE --out FILE.json        the 30 expectations of expectations.py in
+                                                           one hand-written SELECT over delta_scan
 
 Prints one JSON line; `op_s` is time.perf_counter() around the operation only (after imports,
 connecting and loading the extension).
@@ -34,6 +36,7 @@ The session time zone is UTC (Strata's), so date_trunc('hour', ts) cuts hours th
 
 import argparse
 import glob
+import json
 import os
 import time
 
@@ -100,6 +103,46 @@ def aggregate(silver: str, query: str, out: str) -> None:
     op_s = time.perf_counter() - t0
     rows = con.execute(f"SELECT count(*) FROM read_parquet({sql_str(out)})").fetchone()[0]
     emit("duckdb", "d", f"agg_{query}", op_s, rows, rows_out=rows)
+
+
+# ---------------------------------------------------------------- workload e
+
+
+def expectations(silver: str, out: str) -> None:
+    """All 30 metrics in one SELECT (the fused reference), then each rule's verdict from them."""
+    from expectations import EXPECTATIONS, SQL_FN, condition
+
+    cols, names = ["count(*)"], []
+    for name, kind, a in EXPECTATIONS:
+        if kind in ("not_null", "in", "between", "regex", "pair"):
+            cols.append(f"sum(CASE WHEN coalesce({condition(kind, a)}, false) THEN 0 ELSE 1 END)")
+        elif kind == "unique":
+            # rows beyond the first of each value, NULL counting as one value (as GROUP BY does)
+            c = a["column"]
+            cols.append(f"count(*) - count(DISTINCT {c}) - (CASE WHEN count({c}) < count(*) THEN 1 ELSE 0 END)")
+        elif kind == "row_count":
+            cols.append("count(*)")
+        elif kind == "agg":
+            cols.append(f"{SQL_FN[a['fn']]}({a['column']})")
+        names.append((name, kind, a))
+    con = connect()
+    t0 = time.perf_counter()
+    row = con.execute(f"SELECT {', '.join(cols)} FROM delta_scan({sql_str(silver)})").fetchone()
+    op_s = time.perf_counter() - t0
+    rows = row[0]
+    results = {}
+    for (name, kind, a), v in zip(names, row[1:]):
+        if kind == "row_count":
+            ok = a["min"] <= v <= a["max"]
+            results[name] = {"success": ok, "failed": None, "observed": v}
+        elif kind == "agg":
+            ok = v is not None and a["min"] <= v <= a["max"]
+            results[name] = {"success": ok, "failed": None, "observed": v}
+        else:
+            results[name] = {"success": v == 0, "failed": int(v), "observed": None}
+    with open(out, "w") as fh:
+        json.dump({"rows": rows, "results": results}, fh)
+    emit("duckdb", "e", "expectations", op_s, rows)
 
 
 # ---------------------------------------------------------------- workload b
@@ -252,7 +295,7 @@ def silver(bronze: str, out: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--workload", required=True, choices=["a", "b", "d"])
+    p.add_argument("--workload", required=True, choices=["a", "b", "d", "e"])
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--query", choices=["low", "high"])
@@ -261,6 +304,8 @@ def main() -> None:
         ingest(a.data, a.out)
     elif a.workload == "b":
         silver(a.data, a.out)
+    elif a.workload == "e":
+        expectations(a.data, a.out)
     else:
         aggregate(a.data, a.query, a.out)
 
