@@ -100,6 +100,20 @@ step "a gold table built from silver"
   SELECT country, count(*) AS customers FROM silver.customers GROUP BY country"
 "$strata" sql "SELECT * FROM gold.customers_by_country ORDER BY country"
 
+step "a schema registry: register a producer's schema, then check a change before it ships"
+cat > "$dir/user-v1.avsc" <<'AVSC'
+{"type": "record", "name": "User", "fields": [
+  {"name": "id", "type": "long"}, {"name": "name", "type": "string"}]}
+AVSC
+cat > "$dir/user-v2.avsc" <<'AVSC'
+{"type": "record", "name": "User", "fields": [
+  {"name": "id", "type": "long"}, {"name": "name", "type": "string"}, {"name": "age", "type": "int"}]}
+AVSC
+"$strata" registry register users-value "$dir/user-v1.avsc"
+# a new field without a default breaks BACKWARD compatibility: refused, with the reason
+"$strata" registry check users-value "$dir/user-v2.avsc" || true
+echo "(strata serve offers the same registry to Kafka clients over Confluent's REST API)"
+
 step "what the lakehouse knows"
 "$strata" sql "SELECT full_name, layer, kind FROM system.tables ORDER BY full_name"
 "$strata" sql "SELECT source_table, target_table, kind FROM system.lineage ORDER BY source_table"

@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("metastore/migrations/0001_init.sql")),
     (2, include_str!("metastore/migrations/0002_ingest.sql")),
     (3, include_str!("metastore/migrations/0003_pipelines.sql")),
+    (4, include_str!("metastore/migrations/0004_registry.sql")),
 ];
 
 mod ledger;

@@ -13,6 +13,8 @@ macro_rules! out {
 mod ingest;
 mod output;
 mod pipeline;
+mod registry;
+mod serve;
 mod sql;
 mod table;
 
@@ -93,6 +95,14 @@ enum Command {
     /// Check data quality: run expectations over an existing table (`quality check`).
     #[command(subcommand)]
     Quality(pipeline::QualityCommand),
+    /// The schema registry: subjects, versions and compatibility of Avro and JSON schemas
+    /// (the same registry `strata serve` offers over Confluent's REST API).
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
+    /// Start Strata's HTTP server: the Confluent-compatible schema registry, /health and
+    /// /metrics (Prometheus), by default on 127.0.0.1:8081; SIGTERM or Ctrl-C stops it after
+    /// the requests in flight.
+    Serve(serve::ServeArgs),
     /// Metastore maintenance.
     #[command(subcommand)]
     Metastore(MetastoreCommand),
@@ -214,6 +224,14 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Quality(cmd) => {
             let lh = open(&cli.lakehouse).await?;
             pipeline::quality(&lh, cmd, cli.format).await
+        }
+        Command::Registry(cmd) => {
+            let lh = open(&cli.lakehouse).await?;
+            registry::run(&lh, cmd, cli.format).await
+        }
+        Command::Serve(args) => {
+            let lh = open(&cli.lakehouse).await?;
+            serve::run(lh, args).await
         }
         Command::Metastore(MetastoreCommand::Backup { file }) => {
             let lh = open(&cli.lakehouse).await?;

@@ -13,6 +13,31 @@ pub const CONFIG_FILE: &str = "strata.toml";
 pub struct Config {
     pub metastore: MetastoreConfig,
     pub limits: Limits,
+    pub server: ServerConfig,
+}
+
+/// `strata serve`: where it listens and what it accepts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// The token every request but `GET /health` must carry when the server listens on
+    /// anything but loopback (Bearer, or the password of HTTP Basic). `STRATA_TOKEN` overrides.
+    pub token: Option<String>,
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 8081,
+            token: None,
+            max_body_bytes: 64 * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +94,8 @@ impl Config {
                 "STRATA_MAX_RECORD_BYTES" => self.limits.max_record_bytes = parse(&v)?,
                 "STRATA_MAX_COLUMNS" => self.limits.max_columns = parse(&v)? as u32,
                 "STRATA_MAX_NESTING" => self.limits.max_nesting = parse(&v)? as u32,
+                "STRATA_TOKEN" if !v.is_empty() => self.server.token = Some(v.clone()),
+                "STRATA_MAX_BODY_BYTES" => self.server.max_body_bytes = parse(&v)?,
                 _ => {}
             }
         }
@@ -88,11 +115,21 @@ impl Config {
              [limits]\n\
              max_record_bytes = {}\n\
              max_columns = {}\n\
-             max_nesting = {}\n",
+             max_nesting = {}\n\
+             \n\
+             [server]\n\
+             # `strata serve`: off loopback every request but GET /health needs the token\n\
+             # (token = \"...\", or STRATA_TOKEN); HTTP Basic sends it as the password\n\
+             host = \"{}\"\n\
+             port = {}\n\
+             max_body_bytes = {}\n",
             d.metastore.busy_timeout_ms,
             d.limits.max_record_bytes,
             d.limits.max_columns,
-            d.limits.max_nesting
+            d.limits.max_nesting,
+            d.server.host,
+            d.server.port,
+            d.server.max_body_bytes
         )
     }
 }

@@ -112,7 +112,11 @@ pub async fn table_rules(
             .ok_or_else(|| Error::Internal("an aggregate returned no row".into()))?;
         for (k, (i, _)) in fused.iter().enumerate() {
             let a = b.column(k);
-            let v = if a.is_null(0) { None } else { Some(text(a, 0)?) };
+            let v = if a.is_null(0) {
+                None
+            } else {
+                Some(text(a, 0)?)
+            };
             fused_values.insert(*i, v);
         }
     }

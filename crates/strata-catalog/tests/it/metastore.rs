@@ -62,7 +62,7 @@ async fn create_seeds_and_open_reopens() {
     let key = store.secret_key().await.unwrap();
     assert_eq!(key.len(), 32);
     assert_ne!(key, vec![0u8; 32]);
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
 
     let schemas: Vec<(String, String, SchemaKind)> = store
         .list_schemas()

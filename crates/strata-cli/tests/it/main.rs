@@ -11,6 +11,7 @@ mod pipeline;
 mod pipeline_crash;
 mod pipeline_more;
 mod quickstart;
+mod registry;
 mod timestamps;
 
 use std::path::{Path, PathBuf};

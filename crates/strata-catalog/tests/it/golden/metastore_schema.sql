@@ -16,6 +16,9 @@ CREATE INDEX pipeline_runs_pipeline ON pipeline_runs (pipeline, started_at);
 -- index quality_results_table
 CREATE INDEX quality_results_table ON quality_results (table_name, evaluated_at);
 
+-- index registry_versions_schema
+CREATE INDEX registry_versions_schema ON registry_versions (schema_id);
+
 -- index tables_dropped_name
 CREATE INDEX tables_dropped_name ON tables (catalog, schema, name, dropped_at)
     WHERE state = 'dropped';
@@ -41,6 +44,14 @@ CREATE TABLE column_comments (
     column_name TEXT NOT NULL CHECK (column_name <> ''),
     comment     TEXT NOT NULL,
     PRIMARY KEY (table_id, column_name)
+) STRICT;
+
+-- table contracts
+CREATE TABLE contracts (
+    table_id     TEXT NOT NULL PRIMARY KEY,
+    subject      TEXT NOT NULL,
+    on_violation TEXT NOT NULL CHECK (on_violation IN ('quarantine', 'fail')),
+    bound_at     TEXT NOT NULL
 ) STRICT;
 
 -- table erasures
@@ -92,6 +103,16 @@ CREATE TABLE flow_runs (
     error            TEXT,
     definition       TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(definition)),
     PRIMARY KEY (run_id, flow)
+) STRICT;
+
+-- table idempotency_keys
+CREATE TABLE idempotency_keys (
+    table_id   TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    batch_id   INTEGER NOT NULL,
+    response   TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (table_id, key)
 ) STRICT;
 
 -- table ingest_batches
@@ -204,6 +225,39 @@ CREATE TABLE quality_results (
     evaluated_at TEXT NOT NULL
 ) STRICT;
 
+-- table registry_config
+CREATE TABLE registry_config (
+    subject       TEXT NOT NULL PRIMARY KEY,
+    compatibility TEXT NOT NULL CHECK (compatibility IN ('BACKWARD', 'BACKWARD_TRANSITIVE',
+                  'FORWARD', 'FORWARD_TRANSITIVE', 'FULL', 'FULL_TRANSITIVE', 'NONE'))
+) STRICT;
+
+-- table registry_mode
+CREATE TABLE registry_mode (
+    subject TEXT NOT NULL PRIMARY KEY,
+    mode    TEXT NOT NULL CHECK (mode IN ('READWRITE', 'READONLY', 'READONLY_OVERRIDE', 'IMPORT'))
+) STRICT;
+
+-- table registry_schemas
+CREATE TABLE registry_schemas (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    schema_type TEXT NOT NULL CHECK (schema_type IN ('AVRO', 'JSON')),
+    schema      TEXT NOT NULL,
+    refs        TEXT NOT NULL DEFAULT '[]',
+    fingerprint TEXT NOT NULL UNIQUE,
+    created_at  TEXT NOT NULL
+) STRICT;
+
+-- table registry_versions
+CREATE TABLE registry_versions (
+    subject    TEXT NOT NULL,
+    version    INTEGER NOT NULL CHECK (version >= 1),
+    schema_id  INTEGER NOT NULL REFERENCES registry_schemas (id),
+    deleted    INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)),
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (subject, version)
+) STRICT;
+
 -- table schema_migrations
 CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);
 
@@ -229,6 +283,9 @@ CREATE TABLE settings (
     key   TEXT NOT NULL PRIMARY KEY,
     value TEXT NOT NULL
 ) STRICT;
+
+-- table sqlite_sequence
+CREATE TABLE sqlite_sequence(name,seq);
 
 -- table tables
 CREATE TABLE tables (

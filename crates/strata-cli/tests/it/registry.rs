@@ -1,0 +1,743 @@
+//! The schema registry: `strata serve` against the unmodified confluent-kafka Python client,
+//! plain HTTP for the error codes, restarts, concurrent registrations, auth off loopback,
+//! import from another registry, and the `strata registry` commands.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::{fails, lakehouse, ok, py, strata, strata_bin, text};
+
+/// A running `strata serve`, stopped with SIGTERM when dropped.
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl Server {
+    pub fn start(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(strata_bin());
+        cmd.arg("--lakehouse")
+            .arg(dir)
+            .arg("serve")
+            .args(["--port", "0"])
+            .args(extra)
+            .env_remove("STRATA_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("strata serve starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut port = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap();
+                port = Some(addr.rsplit(':').next().unwrap().parse().unwrap());
+                break;
+            }
+        }
+        let port = port.unwrap_or_else(|| {
+            let status = child.wait().unwrap();
+            panic!("strata serve did not start ({status})")
+        });
+        // keep draining stderr so the server never blocks on it
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child: Some(child),
+            port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One HTTP/1.1 request; returns (status, body).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or_default();
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    // a server may answer (413) before reading a large body
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no HTTP response: {text}"))
+        .parse()
+        .unwrap();
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+        .unwrap_or(out.len());
+    let head = String::from_utf8_lossy(&out[..split]).to_ascii_lowercase();
+    let mut rest = out[split..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        rest = unchunk(&rest);
+    }
+    (status, rest)
+}
+
+fn unchunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(i) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..i]).trim(), 16).unwrap_or(0);
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[i + 2..i + 2 + n]);
+        b = &b[i + 2 + n + 2..];
+    }
+}
+
+/// A JSON request with the registry's content type; returns (status, JSON body).
+pub fn call(port: u16, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let bytes = body.map(|b| b.to_string().into_bytes());
+    let (status, out) = http(
+        port,
+        method,
+        path,
+        &[("Content-Type", "application/vnd.schemaregistry.v1+json")],
+        bytes.as_deref(),
+    );
+    let v = serde_json::from_slice(&out).unwrap_or(Value::Null);
+    (status, v)
+}
+
+fn avro_record(name: &str, fields: Value) -> String {
+    json!({"type": "record", "name": name, "fields": fields}).to_string()
+}
+
+fn user_v1() -> String {
+    avro_record(
+        "User",
+        json!([{"name": "id", "type": "long"}, {"name": "name", "type": "string"}]),
+    )
+}
+
+fn user_v2() -> String {
+    avro_record(
+        "User",
+        json!([{"name": "id", "type": "long"}, {"name": "name", "type": "string"},
+               {"name": "email", "type": ["null", "string"], "default": null}]),
+    )
+}
+
+fn user_v3_bad() -> String {
+    avro_record(
+        "User",
+        json!([{"name": "id", "type": "long"}, {"name": "name", "type": "string"},
+               {"name": "age", "type": "int"}]),
+    )
+}
+
+/// The unmodified confluent-kafka client: a fresh SchemaRegistryClient per step (it caches).
+const CLIENT: &str = r#"
+import json, sys
+from confluent_kafka.schema_registry import SchemaRegistryClient, Schema
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+url, v1, v2, v3 = sys.argv[1:5]
+def client():
+    return SchemaRegistryClient({"url": url})
+
+out = {}
+out["id1"] = client().register_schema("users-value", Schema(v1, "AVRO"))
+out["id1_again"] = client().register_schema("users-value", Schema(v1, "AVRO"))
+out["id1_other_subject"] = client().register_schema("people-value", Schema(v1, "AVRO"))
+latest = client().get_latest_version("users-value")
+out["latest"] = [latest.schema_id, latest.version, latest.subject, json.loads(latest.schema.schema_str)]
+by_id = client().get_schema(out["id1"])
+out["by_id"] = [by_id.schema_type, json.loads(by_id.schema_str)]
+out["compat_v2"] = client().test_compatibility("users-value", Schema(v2, "AVRO"))
+out["compat_v3"] = client().test_compatibility("users-value", Schema(v3, "AVRO"))
+out["id2"] = client().register_schema("users-value", Schema(v2, "AVRO"))
+try:
+    client().register_schema("users-value", Schema(v3, "AVRO"))
+    out["register_v3"] = "accepted"
+except SchemaRegistryError as e:
+    out["register_v3"] = [e.http_status_code, e.error_code, e.error_message]
+out["global_level"] = client().get_compatibility()
+client().set_compatibility(subject_name="users-value", level="FULL")
+out["subject_level"] = client().get_compatibility("users-value")
+out["versions"] = client().get_versions("users-value")
+out["deleted_version"] = client().delete_version("users-value", 2)
+out["versions_after"] = client().get_versions("users-value")
+# a soft-deleted version's id still resolves
+out["id2_resolves"] = json.loads(client().get_schema(out["id2"]).schema_str)["name"]
+out["soft"] = client().delete_subject("people-value")
+out["subjects_after_soft"] = client().get_subjects()
+out["hard"] = client().delete_subject("people-value", permanent=True)
+try:
+    client().get_latest_version("people-value")
+    out["people_after_hard"] = "found"
+except SchemaRegistryError as e:
+    out["people_after_hard"] = [e.http_status_code, e.error_code]
+# ids are never reused: a new schema after a hard delete gets a higher id
+v4 = json.loads(v2); v4["name"] = "Account"
+out["id_after_delete"] = client().register_schema("accounts-value", Schema(json.dumps(v4), "AVRO"))
+lookup = client().lookup_schema("users-value", Schema(v1, "AVRO"))
+out["lookup"] = [lookup.schema_id, lookup.version]
+print(json.dumps(out))
+"#;
+
+#[test]
+fn the_confluent_client_registers_reads_tests_configures_and_deletes() {
+    let (_t, dir) = lakehouse();
+    let server = Server::start(&dir, &[], &[]);
+    let out = py(
+        CLIENT,
+        &[&server.url(), &user_v1(), &user_v2(), &user_v3_bad()],
+    );
+    let id1 = out["id1"].as_i64().unwrap();
+    assert_eq!(out["id1_again"], id1, "{out}");
+    assert_eq!(out["id1_other_subject"], id1, "same schema, same id: {out}");
+    assert_eq!(out["latest"][0], id1);
+    assert_eq!(out["latest"][1], 1);
+    assert_eq!(out["latest"][2], "users-value");
+    assert_eq!(out["latest"][3]["name"], "User");
+    assert_eq!(out["by_id"][0], "AVRO");
+    assert_eq!(out["compat_v2"], true, "{out}");
+    assert_eq!(out["compat_v3"], false, "{out}");
+    let id2 = out["id2"].as_i64().unwrap();
+    assert!(id2 > id1);
+    assert_eq!(out["register_v3"][0], 409, "{out}");
+    assert_eq!(out["register_v3"][1], 409);
+    let msg = out["register_v3"][2].as_str().unwrap();
+    assert!(
+        msg.contains("READER_FIELD_MISSING_DEFAULT_VALUE") && msg.contains("age"),
+        "{msg}"
+    );
+    assert_eq!(out["global_level"], "BACKWARD");
+    assert_eq!(out["subject_level"], "FULL");
+    assert_eq!(out["versions"], json!([1, 2]));
+    assert_eq!(out["deleted_version"], 2);
+    assert_eq!(out["versions_after"], json!([1]));
+    assert_eq!(out["id2_resolves"], "User");
+    assert_eq!(out["soft"], json!([1]));
+    assert_eq!(out["subjects_after_soft"], json!(["users-value"]));
+    assert_eq!(out["hard"], json!([1]));
+    assert_eq!(out["people_after_hard"], json!([404, 40401]));
+    assert!(out["id_after_delete"].as_i64().unwrap() > id2, "{out}");
+    assert_eq!(out["lookup"], json!([id1, 1]));
+    assert!(server.stop().success());
+}
+
+#[test]
+fn bad_input_gets_the_documented_status_and_code_and_changes_nothing() {
+    let (_t, dir) = lakehouse();
+    let server = Server::start(&dir, &[], &[("STRATA_MAX_BODY_BYTES", "65536")]);
+    let p = server.port;
+    let (s, _) = call(
+        p,
+        "POST",
+        "/subjects/s/versions",
+        Some(json!({"schema": user_v1()})),
+    );
+    assert_eq!(s, 200);
+    let cases: Vec<(&str, &str, Option<Value>, u16, u32)> = vec![
+        (
+            "POST",
+            "/subjects/s/versions",
+            Some(json!({"schema": "{\"type\": \"record\""})),
+            422,
+            42201,
+        ),
+        (
+            "POST",
+            "/subjects/s/versions",
+            Some(json!({"schema": "{\"type\": \"recrod\", \"name\": \"X\", \"fields\": []}"})),
+            422,
+            42201,
+        ),
+        (
+            "POST",
+            "/subjects/s/versions",
+            Some(json!({"schema": user_v1(), "schemaType": "XML"})),
+            422,
+            42201,
+        ),
+        (
+            "POST",
+            "/subjects/s/versions",
+            Some(json!({"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"})),
+            422,
+            42201,
+        ),
+        (
+            "POST",
+            "/subjects/s/versions",
+            Some(
+                json!({"schema": user_v1(), "references": [{"name": "X", "subject": "missing", "version": 1}]}),
+            ),
+            422,
+            42201,
+        ),
+        (
+            "POST",
+            "/subjects/s/versions",
+            Some(
+                json!({"schema": "{\"type\": \"object\", \"minimum\": \"x\"}", "schemaType": "JSON"}),
+            ),
+            422,
+            42201,
+        ),
+        ("GET", "/subjects/s/versions/0", None, 422, 42202),
+        ("GET", "/subjects/s/versions/abc", None, 422, 42202),
+        ("GET", "/subjects/s/versions/7", None, 404, 40402),
+        ("GET", "/subjects/nope/versions", None, 404, 40401),
+        ("GET", "/schemas/ids/999", None, 404, 40403),
+        (
+            "PUT",
+            "/config",
+            Some(json!({"compatibility": "SIDEWAYS"})),
+            422,
+            42203,
+        ),
+        (
+            "PUT",
+            "/mode",
+            Some(json!({"mode": "WRITEONLY"})),
+            422,
+            42204,
+        ),
+        ("DELETE", "/subjects/s?permanent=true", None, 404, 40405),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (s, v) = call(p, method, path, body.clone());
+        assert_eq!(
+            (s, v["error_code"].as_u64()),
+            (status, Some(code as u64)),
+            "{method} {path} {body:?}: {v}"
+        );
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    }
+    let (_, v) = call(
+        p,
+        "POST",
+        "/subjects/s/versions",
+        Some(json!({"schema": "x", "schemaType": "PROTOBUF"})),
+    );
+    assert!(v["message"].as_str().unwrap().contains("PROTOBUF"), "{v}");
+    // a body that is not JSON
+    let (s, body) = http(
+        p,
+        "POST",
+        "/subjects/s/versions",
+        &[("Content-Type", "application/json")],
+        Some(b"not json"),
+    );
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((s, v["error_code"].as_u64()), (400, Some(400)), "{v}");
+    // an oversized body
+    let big = format!("{{\"schema\": \"{}\"}}", "x".repeat(100_000));
+    let (s, body) = http(
+        p,
+        "POST",
+        "/subjects/s/versions",
+        &[("Content-Type", "application/json")],
+        Some(big.as_bytes()),
+    );
+    assert_eq!(s, 413, "{}", String::from_utf8_lossy(&body));
+    // nothing changed
+    assert_eq!(call(p, "GET", "/subjects", None).1, json!(["s"]));
+    assert_eq!(call(p, "GET", "/subjects/s/versions", None).1, json!([1]));
+    assert_eq!(
+        call(p, "GET", "/config", None).1,
+        json!({"compatibilityLevel": "BACKWARD"})
+    );
+}
+
+#[test]
+fn state_survives_a_restart_and_concurrent_registrations_get_one_id() {
+    let (_t, dir) = lakehouse();
+    let server = Server::start(&dir, &[], &[]);
+    let p = server.port;
+    let (_, a) = call(
+        p,
+        "POST",
+        "/subjects/a/versions",
+        Some(json!({"schema": user_v1()})),
+    );
+    let (_, b) = call(
+        p,
+        "POST",
+        "/subjects/a/versions",
+        Some(json!({"schema": user_v2()})),
+    );
+    call(
+        p,
+        "PUT",
+        "/config/a",
+        Some(json!({"compatibility": "FORWARD"})),
+    );
+    call(p, "PUT", "/config", Some(json!({"compatibility": "FULL"})));
+    // 8 concurrent registrations of one new schema under one subject: one id, one version
+    let schema = avro_record("Order", json!([{"name": "n", "type": "long"}]));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let schema = schema.clone();
+            std::thread::spawn(move || {
+                call(
+                    p,
+                    "POST",
+                    "/subjects/orders/versions",
+                    Some(json!({"schema": schema})),
+                )
+            })
+        })
+        .collect();
+    let results: Vec<(u16, Value)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for (s, v) in &results {
+        assert_eq!(*s, 200, "{v}");
+    }
+    let ids: std::collections::BTreeSet<i64> = results
+        .iter()
+        .map(|(_, v)| v["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1, "{results:?}");
+    assert_eq!(
+        call(p, "GET", "/subjects/orders/versions", None).1,
+        json!([1])
+    );
+    // and 8 concurrent registrations of one schema under 8 subjects: still one id
+    let other = avro_record("Invoice", json!([{"name": "n", "type": "long"}]));
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let other = other.clone();
+            std::thread::spawn(move || {
+                call(
+                    p,
+                    "POST",
+                    &format!("/subjects/inv-{i}/versions"),
+                    Some(json!({"schema": other})),
+                )
+            })
+        })
+        .collect();
+    let ids: std::collections::BTreeSet<i64> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().1["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let order_id = *ids.iter().next().unwrap();
+    assert!(server.stop().success(), "SIGTERM stops the server cleanly");
+
+    let server = Server::start(&dir, &[], &[]);
+    let p = server.port;
+    let (_, v1) = call(p, "GET", "/subjects/a/versions/1", None);
+    let (_, v2) = call(p, "GET", "/subjects/a/versions/latest", None);
+    assert_eq!(v1["id"], a["id"]);
+    assert_eq!(v2["id"], b["id"]);
+    assert_eq!(v2["version"], 2);
+    assert_eq!(
+        call(p, "GET", "/config/a", None).1,
+        json!({"compatibilityLevel": "FORWARD"})
+    );
+    assert_eq!(
+        call(p, "GET", "/config", None).1,
+        json!({"compatibilityLevel": "FULL"})
+    );
+    let (_, s) = call(p, "GET", &format!("/schemas/ids/{order_id}/subjects"), None);
+    assert_eq!(s.as_array().unwrap().len(), 8, "{s}");
+    // ids stay monotone across deletes and restarts
+    call(p, "DELETE", "/subjects/orders", None);
+    call(p, "DELETE", "/subjects/orders?permanent=true", None);
+    let (_, n) = call(
+        p,
+        "POST",
+        "/subjects/new/versions",
+        Some(json!({"schema": avro_record("Fresh", json!([]))})),
+    );
+    let max_before = [
+        a["id"].as_i64().unwrap(),
+        b["id"].as_i64().unwrap(),
+        order_id,
+    ]
+    .into_iter()
+    .max()
+    .unwrap();
+    assert!(n["id"].as_i64().unwrap() > max_before, "{n}");
+}
+
+#[test]
+fn off_loopback_every_route_but_health_needs_the_token() {
+    let (_t, dir) = lakehouse();
+    // no token: refused
+    let o = Command::new(strata_bin())
+        .arg("--lakehouse")
+        .arg(&dir)
+        .args(["serve", "--host", "0.0.0.0", "--port", "0"])
+        .env_remove("STRATA_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("needs a token"), "{}", text(&o));
+
+    let server = Server::start(&dir, &["--host", "0.0.0.0"], &[("STRATA_TOKEN", "s3cret")]);
+    let p = server.port;
+    let routes = [
+        ("GET", "/subjects"),
+        ("GET", "/config"),
+        ("GET", "/mode"),
+        ("GET", "/metrics"),
+        ("GET", "/schemas/types"),
+        ("GET", "/schemas/ids/1"),
+        ("POST", "/subjects/x/versions"),
+        ("GET", "/"),
+    ];
+    for (m, path) in routes {
+        let (s, body) = http(p, m, path, &[], None);
+        assert_eq!(s, 401, "{m} {path}: {}", String::from_utf8_lossy(&body));
+        let (s, _) = http(p, m, path, &[("Authorization", "Bearer wrong")], None);
+        assert_eq!(s, 401, "{m} {path} with a wrong token");
+    }
+    assert_eq!(http(p, "GET", "/health", &[], None).0, 200);
+    assert_eq!(
+        http(
+            p,
+            "GET",
+            "/subjects",
+            &[("Authorization", "Bearer s3cret")],
+            None
+        )
+        .0,
+        200
+    );
+    // HTTP Basic with the token as the password (any user name): "alice:s3cret"
+    assert_eq!(
+        http(
+            p,
+            "GET",
+            "/subjects",
+            &[("Authorization", "Basic YWxpY2U6czNjcmV0")],
+            None
+        )
+        .0,
+        200
+    );
+    // the confluent client with basic.auth.user.info
+    let out = py(
+        r#"
+import json, sys
+from confluent_kafka.schema_registry import SchemaRegistryClient, Schema
+c = SchemaRegistryClient({"url": sys.argv[1], "basic.auth.user.info": "alice:s3cret"})
+i = c.register_schema("t-value", Schema(sys.argv[2], "AVRO"))
+print(json.dumps({"id": i, "subjects": SchemaRegistryClient({"url": sys.argv[1], "basic.auth.user.info": "alice:s3cret"}).get_subjects()}))
+"#,
+        &[&format!("http://127.0.0.1:{p}"), &user_v1()],
+    );
+    assert_eq!(out["subjects"], json!(["t-value"]), "{out}");
+    let (s, metrics) = http(
+        p,
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer s3cret")],
+        None,
+    );
+    assert_eq!(s, 200);
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(metrics.contains("strata_registry_subjects 1"), "{metrics}");
+    assert!(
+        metrics.contains("strata_http_requests_total{method=\"POST\",route=\"/subjects/{subject}/versions\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("status=\"401\""), "{metrics}");
+}
+
+#[test]
+fn import_copies_another_registrys_subjects_with_their_ids() {
+    let (_t, src) = lakehouse();
+    let a = Server::start(&src, &[], &[]);
+    let pa = a.port;
+    // ids that are not 1..n: a deleted subject leaves a gap
+    call(
+        pa,
+        "POST",
+        "/subjects/gone/versions",
+        Some(json!({"schema": avro_record("Gone", json!([]))})),
+    );
+    call(pa, "DELETE", "/subjects/gone", None);
+    call(pa, "DELETE", "/subjects/gone?permanent=true", None);
+    let (_, u1) = call(
+        pa,
+        "POST",
+        "/subjects/users-value/versions",
+        Some(json!({"schema": user_v1()})),
+    );
+    let (_, u2) = call(
+        pa,
+        "POST",
+        "/subjects/users-value/versions",
+        Some(json!({"schema": user_v2()})),
+    );
+    let (_, j1) = call(
+        pa,
+        "POST",
+        "/subjects/events-value/versions",
+        Some(
+            json!({"schemaType": "JSON", "schema": json!({"type": "object", "properties": {"id": {"type": "integer"}}}).to_string()}),
+        ),
+    );
+    call(
+        pa,
+        "PUT",
+        "/config/users-value",
+        Some(json!({"compatibility": "FULL"})),
+    );
+
+    let (_t2, dst) = lakehouse();
+    let out = ok(&dst, &["registry", "import", &a.url()]);
+    assert!(
+        out.contains("imported 3 schema version(s) of 2 subject(s)"),
+        "{out}"
+    );
+    let b = Server::start(&dst, &[], &[]);
+    let got = py(
+        r#"
+import json, sys
+from confluent_kafka.schema_registry import SchemaRegistryClient
+def c(): return SchemaRegistryClient({"url": sys.argv[1]})
+out = {}
+for s in ["users-value", "events-value"]:
+    out[s] = [[c().get_version(s, v).schema_id, v] for v in c().get_versions(s)]
+out["by_id"] = c().get_schema(int(sys.argv[2])).schema_type
+out["level"] = c().get_compatibility("users-value")
+print(json.dumps(out))
+"#,
+        &[&b.url(), &j1["id"].to_string()],
+    );
+    assert_eq!(
+        got["users-value"],
+        json!([[u1["id"], 1], [u2["id"], 2]]),
+        "{got}"
+    );
+    assert_eq!(got["events-value"], json!([[j1["id"], 1]]), "{got}");
+    assert_eq!(got["by_id"], "JSON");
+    assert_eq!(got["level"], "FULL");
+    // a later registration in the copy gets an id above the imported ones
+    let (_, n) = call(
+        b.port,
+        "POST",
+        "/subjects/new/versions",
+        Some(json!({"schema": avro_record("N", json!([]))})),
+    );
+    assert!(
+        n["id"].as_i64().unwrap() > j1["id"].as_i64().unwrap(),
+        "{n}"
+    );
+}
+
+#[test]
+fn the_registry_commands_work_on_the_lakehouse_directly() {
+    let (t, dir) = lakehouse();
+    let f1 = t.path().join("v1.avsc");
+    let f2 = t.path().join("v2.avsc");
+    let f3 = t.path().join("v3.avsc");
+    std::fs::write(&f1, user_v1()).unwrap();
+    std::fs::write(&f2, user_v2()).unwrap();
+    std::fs::write(&f3, user_v3_bad()).unwrap();
+    let f = |p: &Path| p.to_str().unwrap().to_string();
+    let out = ok(&dir, &["registry", "register", "users-value", &f(&f1)]);
+    assert!(
+        out.contains("registered users-value version 1: id 1"),
+        "{out}"
+    );
+    let out = ok(&dir, &["registry", "check", "users-value", &f(&f2)]);
+    assert!(out.contains("compatible"), "{out}");
+    let err = fails(&dir, &["registry", "check", "users-value", &f(&f3)]);
+    assert!(
+        err.contains("READER_FIELD_MISSING_DEFAULT_VALUE") && err.contains("'age'"),
+        "{err}"
+    );
+    let err = fails(&dir, &["registry", "register", "users-value", &f(&f3)]);
+    assert!(err.contains("incompatible with an earlier schema"), "{err}");
+    ok(&dir, &["registry", "register", "users-value", &f(&f2)]);
+    let out = ok(
+        &dir,
+        &["--format", "json", "registry", "versions", "users-value"],
+    );
+    assert!(out.contains("\"2\""), "{out}");
+    let out = ok(
+        &dir,
+        &["--format", "json", "registry", "get", "users-value", "1"],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["id"], 1);
+    assert_eq!(
+        ok(&dir, &["registry", "config"]).trim(),
+        "global: compatibility BACKWARD"
+    );
+    ok(&dir, &["registry", "config", "users-value", "NONE"]);
+    assert!(ok(&dir, &["registry", "register", "users-value", &f(&f3)]).contains("version 3"));
+    assert_eq!(
+        ok(&dir, &["registry", "config", "users-value"]).trim(),
+        "users-value: compatibility NONE"
+    );
+    let o = strata(&dir, &["registry", "config", "users-value", "SIDEWAYS"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("Invalid compatibility level"),
+        "{}",
+        text(&o)
+    );
+    let err = fails(&dir, &["registry", "delete", "users-value", "--permanent"]);
+    assert!(err.contains("was not deleted first"), "{err}");
+    assert!(ok(&dir, &["registry", "delete", "users-value", "3"]).contains("version 3 (soft)"));
+    assert!(ok(&dir, &["registry", "delete", "users-value"]).contains("versions 1, 2"));
+    assert!(
+        ok(&dir, &["registry", "delete", "users-value", "--permanent"]).contains("permanently")
+    );
+    let err = fails(&dir, &["registry", "get", "users-value"]);
+    assert!(err.contains("Subject 'users-value' not found."), "{err}");
+    let err = fails(&dir, &["registry", "register", "x", "/no/such.avsc"]);
+    assert!(err.contains("/no/such.avsc"), "{err}");
+}

@@ -1,0 +1,96 @@
+//! Contract checks of single records (the ingest side that applies them comes with push ingest).
+
+use arrow::datatypes::{DataType, TimeUnit};
+use serde_json::json;
+use strata_registry::contract::{Contract, OnViolation};
+use strata_registry::schema::{SchemaKind, parse};
+
+fn contract(kind: SchemaKind, schema: serde_json::Value) -> Contract {
+    Contract {
+        subject: "events-value".into(),
+        version: 1,
+        id: 1,
+        on_violation: OnViolation::Quarantine,
+        schema: parse(kind, &schema.to_string(), &[]).unwrap(),
+    }
+}
+
+fn avro() -> Contract {
+    contract(
+        SchemaKind::Avro,
+        json!({"type": "record", "name": "Event", "fields": [
+            {"name": "id", "type": "long"},
+            {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["view", "click"]}},
+            {"name": "amount", "type": "double"},
+            {"name": "note", "type": ["null", "string"], "default": null},
+            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {"name": "tags", "type": {"type": "array", "items": "string"}, "default": []}
+        ]}),
+    )
+}
+
+#[test]
+fn an_avro_contract_lists_every_violation_by_field() {
+    let c = avro();
+    assert!(
+        c.violations(&json!({"id": 1, "kind": "view", "amount": 2, "at": 5}))
+            .is_empty()
+    );
+    assert!(
+        c.violations(
+            &json!({"id": 1, "kind": "click", "amount": 2.5, "note": "x", "at": 5, "tags": ["a"]})
+        )
+        .is_empty()
+    );
+    let v = c.violations(&json!({"id": "1", "kind": "buy", "extra": true, "tags": [1]}));
+    let all = v.join("\n");
+    assert!(all.contains("field 'id': expected a long"), "{all}");
+    assert!(all.contains("'buy' is not a symbol of enum Kind"), "{all}");
+    assert!(
+        all.contains("missing required field(s): 'amount', 'at'"),
+        "{all}"
+    );
+    assert!(
+        all.contains("unexpected field(s) not in the contract: 'extra'"),
+        "{all}"
+    );
+    assert!(all.contains("field 'tags[0]': expected a string"), "{all}");
+    assert_eq!(v.len(), 5, "{all}");
+}
+
+#[test]
+fn contract_columns_follow_the_type_map() {
+    let cols = avro().columns().unwrap();
+    assert_eq!(
+        cols,
+        vec![
+            ("id".to_string(), DataType::Int64),
+            ("kind".to_string(), DataType::Utf8),
+            ("amount".to_string(), DataType::Float64),
+            ("note".to_string(), DataType::Utf8),
+            (
+                "at".to_string(),
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            ),
+            ("tags".to_string(), DataType::Utf8),
+        ]
+    );
+    let j = contract(
+        SchemaKind::Json,
+        json!({"type": "object", "properties": {"n": {"type": "integer"}, "x": {"type": "number"},
+               "ok": {"type": "boolean"}}, "required": ["n"], "additionalProperties": false}),
+    );
+    assert_eq!(
+        j.columns().unwrap(),
+        vec![
+            ("n".to_string(), DataType::Int64),
+            ("ok".to_string(), DataType::Boolean),
+            ("x".to_string(), DataType::Utf8),
+        ]
+    );
+    assert!(j.violations(&json!({"n": 1, "x": 1.5})).is_empty());
+    let v = j.violations(&json!({"x": "a", "y": 1})).join("\n");
+    assert!(v.contains("\"n\" is a required property"), "{v}");
+    assert!(v.contains("/x"), "{v}");
+    assert!(v.contains("y"), "{v}");
+}
