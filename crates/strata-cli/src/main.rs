@@ -103,6 +103,10 @@ enum Command {
     /// /metrics (Prometheus), by default on 127.0.0.1:8081; SIGTERM or Ctrl-C stops it after
     /// the requests in flight.
     Serve(serve::ServeArgs),
+    /// Contracts: bind a registry subject to a bronze table, so every ingest checks each
+    /// record against it before it reaches bronze.
+    #[command(subcommand)]
+    Contract(registry::ContractCommand),
     /// Metastore maintenance.
     #[command(subcommand)]
     Metastore(MetastoreCommand),
@@ -228,6 +232,10 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Registry(cmd) => {
             let lh = open(&cli.lakehouse).await?;
             registry::run(&lh, cmd, cli.format).await
+        }
+        Command::Contract(cmd) => {
+            let lh = open(&cli.lakehouse).await?;
+            registry::contract(&lh, cmd, cli.format).await
         }
         Command::Serve(args) => {
             let lh = open(&cli.lakehouse).await?;

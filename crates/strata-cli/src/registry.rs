@@ -469,3 +469,123 @@ fn urlencode(s: &str) -> String {
     }
     out
 }
+
+#[derive(Subcommand)]
+pub enum ContractCommand {
+    /// Bind a registry subject to a bronze table: every later ingest into the table checks
+    /// each record against the subject's latest version before it reaches bronze.
+    ///
+    /// The table's columns come from the schema (Avro or JSON Schema fields, through Strata's
+    /// type map); the table is created in bronze if it does not exist, and binding is refused
+    /// when an existing column has another type. A record that breaks the contract (a missing
+    /// required field, a wrong type, an enum symbol the schema lacks, a field the schema does
+    /// not have) goes to the quarantine table with stage `contract` and every violation listed
+    /// (`--on-violation quarantine`, the default), or stops the ingest with nothing of the
+    /// batch committed (`fail`). With a contract, records that do not parse go to quarantine
+    /// (stage `ingest`) too.
+    Bind {
+        /// The bronze table, e.g. bronze.events.
+        table: String,
+        /// The registry subject, e.g. events-value.
+        subject: String,
+        #[arg(long, value_name = "quarantine|fail", default_value = "quarantine")]
+        on_violation: String,
+    },
+    /// Show the contract bound to a table: its subject, latest version and columns.
+    Show { table: String },
+    /// Remove a table's contract (its columns stay).
+    Unbind { table: String },
+}
+
+pub async fn contract(lh: &Lakehouse, cmd: ContractCommand, format: Format) -> CliResult<ExitCode> {
+    use strata_registry::contract::OnViolation;
+    let reg = Registry::new(lh.metastore());
+    match cmd {
+        ContractCommand::Bind {
+            table,
+            subject,
+            on_violation,
+        } => {
+            let name = strata_core::TableName::parse(&table)?;
+            let mode = OnViolation::parse(&on_violation).map_err(|e| usage_error(e.message))?;
+            let info = strata_ingest::land::ensure_table(lh, &name)
+                .await
+                .map_err(|e| crate::CliError {
+                    class: e.class(),
+                    message: e.to_string(),
+                    usage: false,
+                })?;
+            reg.bind(&info.table_id, &subject, mode).await.map_err(re)?;
+            let c = match reg.contract(&info.table_id).await.map_err(re)? {
+                Some(c) => c,
+                None => return Err(crate::not_found(format!("{table}: no contract"))),
+            };
+            let columns = match c.columns() {
+                Ok(cols) => cols,
+                Err(e) => {
+                    reg.unbind(&info.table_id).await.map_err(re)?;
+                    return Err(re(e));
+                }
+            };
+            let delta = lh.open_delta(&info).await?;
+            let full = info.name.to_string();
+            let schema = strata_table::arrow_schema(&delta, &full)?;
+            let mut missing = Vec::new();
+            for (n, t) in &columns {
+                match schema.field_with_name(n) {
+                    Ok(f) if f.data_type() != t => {
+                        reg.unbind(&info.table_id).await.map_err(re)?;
+                        return Err(crate::CliError {
+                            class: strata_core::ErrorClass::Refused,
+                            message: format!(
+                                "{full}: column {n} is {} but subject {subject} makes it {t}; \
+                                 the contract was not bound",
+                                f.data_type()
+                            ),
+                            usage: false,
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(_) => missing.push(arrow::datatypes::Field::new(n, t.clone(), true)),
+                }
+            }
+            if !missing.is_empty() {
+                strata_table::add_columns(delta, &full, missing).await?;
+            }
+            out!(
+                "{full}: bound to {subject} (version {}, {} columns), violations {}",
+                c.version,
+                columns.len(),
+                mode.as_str()
+            );
+        }
+        ContractCommand::Show { table } => {
+            let name = strata_core::TableName::parse(&table)?;
+            let info = lh.table(&name).await?;
+            let Some(c) = reg.contract(&info.table_id).await.map_err(re)? else {
+                return Err(crate::not_found(format!("{table} has no contract")));
+            };
+            let columns = c.columns().map_err(re)?;
+            print_value(
+                &serde_json::json!({
+                    "table": info.name.to_string(),
+                    "subject": c.subject,
+                    "version": c.version,
+                    "id": c.id,
+                    "on_violation": c.on_violation.as_str(),
+                    "columns": columns.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>(),
+                }),
+                format,
+            );
+        }
+        ContractCommand::Unbind { table } => {
+            let name = strata_core::TableName::parse(&table)?;
+            let info = lh.table(&name).await?;
+            if !reg.unbind(&info.table_id).await.map_err(re)? {
+                return Err(crate::not_found(format!("{table} has no contract")));
+            }
+            out!("{table}: contract removed");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -234,6 +234,17 @@ pub async fn ingest(
             None => EvolutionMode::Evolve,
         },
     };
+    let contract = strata_registry::store::Registry::new(lh.metastore())
+        .contract(&info.table_id)
+        .await
+        .map_err(|e| Error::Refused(format!("{}: {}", info.name, e.message)))?
+        .map(Arc::new);
+    let mut opts = opts.clone();
+    if contract.is_some() && opts.corrupt == CorruptMode::Row {
+        // with a contract, records that do not parse go to quarantine (stage ingest)
+        opts.corrupt = CorruptMode::Quarantine;
+    }
+    let opts = &opts;
     let run_id = uuid::Uuid::new_v4().to_string();
     let table_name = info.name.to_string();
     lh.metastore()
@@ -284,6 +295,7 @@ pub async fn ingest(
         lease_held,
         quarantine: None,
         replay: None,
+        contract,
     };
     run.counts.files_seen = run.files.len() as u64;
     let (mut run, result) = tokio::task::spawn_blocking(move || {
@@ -471,6 +483,8 @@ struct Run {
     lease_held: Arc<AtomicBool>,
     quarantine: Option<(TableInfo, DeltaTable)>,
     replay: Option<Replay>,
+    /// The table's contract (latest version of its subject), when one is bound.
+    contract: Option<Arc<strata_registry::contract::Contract>>,
 }
 
 /// What a file's reader returns next: one record of a text file, or a batch of a typed file's
@@ -1235,6 +1249,30 @@ impl Run {
             .fields()
             .iter()
             .all(|f| crate::bronze::is_system_column(f.name()));
+        if let Some(c) = &self.contract {
+            // the contract's columns, in its order, typed by the one type map
+            for (n, t) in c
+                .columns()
+                .map_err(|e| Error::Refused(format!("{}: {}", self.name, e.message)))?
+            {
+                match columns.place(&n) {
+                    Place::New => {
+                        columns.add(&n, t);
+                    }
+                    Place::Column(i) if columns.field(i).data_type() != &t => {
+                        return Err(Error::Refused(format!(
+                            "{}: column {n} is {} but contract {} version {} makes it {t}; \
+                             deltalake cannot change a column's type in place",
+                            self.name,
+                            columns.field(i).data_type(),
+                            c.subject,
+                            c.version
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+        }
         let mut chunk = Chunk::new(&columns);
         let mut writer: Option<FileWriter> = None;
         let mut quarantine = QuarantineChunk::default();
@@ -1291,6 +1329,35 @@ impl Run {
                 let Some(item) = self.next_item(&mut open)? else {
                     break;
                 };
+                if let (Some(c), Item::Record(rec)) = (&self.contract, &item)
+                    && let Body::Fields(fields) = &rec.body
+                {
+                    let (doc, text) = record_json(fields);
+                    let problems = c.violations(&doc);
+                    if !problems.is_empty() {
+                        let rule = format!("contract:{}@{}", c.subject, c.version);
+                        let reason = problems.join("; ");
+                        if c.on_violation == strata_registry::contract::OnViolation::Fail {
+                            return Err(Error::Refused(format!(
+                                "{} line {}: the record breaks contract {} version {}: {reason}; \
+                                 nothing of batch {batch} was committed",
+                                open.file.uri, rec.line, c.subject, c.version
+                            )));
+                        }
+                        batch_bytes += rec.len + 1;
+                        quarantine.push_contract(
+                            rec,
+                            &open.file.uri,
+                            &self.run_id,
+                            &self.name,
+                            (text, rule, reason),
+                        );
+                        if quarantine.rows() >= CHUNK_ROWS {
+                            q_rows += self.flush_quarantine(&mut quarantine, &mut q_writer)?;
+                        }
+                        continue;
+                    }
+                }
                 // The item's new fields decide whether it fits this batch.
                 let (new, at): (Vec<(String, DataType)>, String) = match &item {
                     Item::Rows { first, rows } => (
@@ -1698,6 +1765,36 @@ struct Scan {
     valid_utf8: bool,
     error: Option<String>,
     hash: Option<String>,
+}
+
+/// A text record as a JSON object (for the contract check) and its JSON text (for quarantine):
+/// JSON values as parsed from their exact text, CSV text as strings, NULL as null.
+fn record_json(fields: &[(String, Option<crate::decode::FieldValue>)]) -> (Value, String) {
+    use crate::decode::FieldValue;
+    let mut map = serde_json::Map::new();
+    let mut text = String::from("{");
+    for (i, (name, value)) in fields.iter().enumerate() {
+        let (v, raw) = match value {
+            None => (Value::Null, "null".to_string()),
+            Some(FieldValue::Json(j)) => (
+                serde_json::from_str(j).unwrap_or_else(|_| Value::String(j.clone())),
+                j.clone(),
+            ),
+            Some(FieldValue::Text(t)) => (
+                Value::String(t.clone()),
+                Value::String(t.clone()).to_string(),
+            ),
+        };
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&Value::String(name.clone()).to_string());
+        text.push(':');
+        text.push_str(&raw);
+        map.insert(name.clone(), v);
+    }
+    text.push('}');
+    (Value::Object(map), text)
 }
 
 fn dedup<'a>(names: &[&'a str]) -> Vec<&'a str> {

@@ -24,6 +24,8 @@ pub struct QuarantineChunk {
     pointer: Vec<String>,
     reason: Vec<String>,
     record: Vec<String>,
+    stage: Vec<&'static str>,
+    rules: Vec<Vec<String>>,
 }
 
 /// `_record` for raw bytes: the text, `{"_base64": ...}` when not UTF-8, or a reference when the
@@ -55,6 +57,28 @@ impl QuarantineChunk {
         self.pointer.push(format!("{uri}:{}", rec.line));
         self.reason.push(reason);
         self.record.push(record_text(uri, rec, raw));
+        self.stage.push("ingest");
+        self.rules.push(Vec::new());
+    }
+
+    /// A record that breaks the table's contract (stage `contract`): `record` is its JSON text,
+    /// `rule` names the contract, `reason` lists every violation.
+    pub fn push_contract(
+        &mut self,
+        rec: &Record,
+        uri: &str,
+        run_id: &str,
+        target: &str,
+        (record, rule, reason): (String, String, String),
+    ) {
+        self.ids.push(uuid::Uuid::new_v4().to_string());
+        self.run.push(run_id.to_string());
+        self.target.push(target.to_string());
+        self.pointer.push(format!("{uri}:{}", rec.line));
+        self.reason.push(reason);
+        self.record.push(record);
+        self.stage.push("contract");
+        self.rules.push(vec![rule]);
     }
 
     pub fn finish(self) -> Result<RecordBatch> {
@@ -63,7 +87,10 @@ impl QuarantineChunk {
         let nulls = || -> ArrayRef { Arc::new(StringArray::new_null(n)) };
         let strings = |v: Vec<String>| -> ArrayRef { Arc::new(StringArray::from(v)) };
         let mut rules = ListBuilder::new(StringBuilder::new());
-        for _ in 0..n {
+        for r in &self.rules {
+            for x in r {
+                rules.values().append_value(x);
+            }
             rules.append(true);
         }
         let columns: Vec<ArrayRef> = vec![
@@ -73,7 +100,7 @@ impl QuarantineChunk {
                     .with_timezone(strata_core::types::UTC),
             ),
             strings(self.run),
-            strings(vec!["ingest".to_string(); n]),
+            strings(self.stage.iter().map(|s| s.to_string()).collect()),
             strings(self.target),
             nulls(),
             nulls(),

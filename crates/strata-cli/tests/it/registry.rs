@@ -741,3 +741,157 @@ fn the_registry_commands_work_on_the_lakehouse_directly() {
     let err = fails(&dir, &["registry", "register", "x", "/no/such.avsc"]);
     assert!(err.contains("/no/such.avsc"), "{err}");
 }
+
+#[test]
+fn a_contract_stops_every_non_conforming_record_before_bronze() {
+    let (t, dir) = lakehouse();
+    let schema = t.path().join("event.avsc");
+    std::fs::write(
+        &schema,
+        json!({"type": "record", "name": "Event", "fields": [
+            {"name": "id", "type": "long"},
+            {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["view", "click"]}},
+            {"name": "amount", "type": "double"},
+            {"name": "note", "type": ["null", "string"], "default": null}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    ok(
+        &dir,
+        &[
+            "registry",
+            "register",
+            "events-value",
+            schema.to_str().unwrap(),
+        ],
+    );
+    let out = ok(&dir, &["contract", "bind", "bronze.events", "events-value"]);
+    assert!(
+        out.contains("bound to events-value (version 1, 4 columns), violations quarantine"),
+        "{out}"
+    );
+    let data = t.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("a.ndjson"),
+        [
+            r#"{"id": 1, "kind": "view", "amount": 2.5}"#,
+            r#"{"id": 2, "kind": "click", "amount": 3, "note": "n"}"#,
+            r#"{"id": 3, "kind": "view"}"#,
+            r#"{"id": "4", "kind": "view", "amount": 1.0}"#,
+            r#"{"id": 5, "kind": "buy", "amount": 1.0, "coupon": "X"}"#,
+            r#"{"id": 6, "kind": "#,
+            r#"{"id": 7, "kind": "click", "amount": 0.5, "note": null}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    ok(
+        &dir,
+        &["ingest", data.to_str().unwrap(), "--into", "bronze.events"],
+    );
+    let rows = crate::query(
+        &dir,
+        "SELECT id, kind, amount, note FROM bronze.events ORDER BY id",
+    );
+    assert_eq!(
+        rows,
+        vec![
+            // (JSON output leaves NULL values out)
+            json!({"id": 1, "kind": "view", "amount": 2.5}),
+            json!({"id": 2, "kind": "click", "amount": 3.0, "note": "n"}),
+            json!({"id": 7, "kind": "click", "amount": 0.5}),
+        ]
+    );
+    let cols = crate::query(
+        &dir,
+        "SELECT column_name, data_type FROM system.columns WHERE full_name = 'lakehouse.bronze.events' AND column_name IN ('id', 'amount') ORDER BY column_name",
+    );
+    assert_eq!(cols[0]["data_type"], "DOUBLE", "{cols:?}");
+    assert_eq!(cols[1]["data_type"], "BIGINT", "{cols:?}");
+    let q = crate::query(
+        &dir,
+        "SELECT _stage, _rules, _reason, _record, _source_pointer FROM quarantine.events ORDER BY _source_pointer",
+    );
+    assert_eq!(q.len(), 4, "{q:?}");
+    let by_line = |n: u64| {
+        q.iter()
+            .find(|r| {
+                r["_source_pointer"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!(":{n}"))
+            })
+            .unwrap_or_else(|| panic!("line {n}: {q:?}"))
+    };
+    assert_eq!(by_line(3)["_stage"], "contract");
+    assert!(
+        by_line(3)["_reason"]
+            .as_str()
+            .unwrap()
+            .contains("missing required field(s): 'amount'"),
+        "{q:?}"
+    );
+    assert_eq!(by_line(3)["_rules"], json!(["contract:events-value@1"]));
+    assert!(
+        by_line(4)["_reason"]
+            .as_str()
+            .unwrap()
+            .contains("field 'id': expected a long"),
+        "{q:?}"
+    );
+    let r5 = by_line(5)["_reason"].as_str().unwrap();
+    assert!(
+        r5.contains("'buy' is not a symbol of enum Kind")
+            && r5.contains("unexpected field(s) not in the contract: 'coupon'"),
+        "{r5}"
+    );
+    assert!(
+        by_line(5)["_record"]
+            .as_str()
+            .unwrap()
+            .contains("\"coupon\":\"X\""),
+        "{q:?}"
+    );
+    assert_eq!(by_line(6)["_stage"], "ingest");
+
+    // fail mode: the whole file is refused, nothing of it lands
+    ok(
+        &dir,
+        &[
+            "contract",
+            "bind",
+            "bronze.events",
+            "events-value",
+            "--on-violation",
+            "fail",
+        ],
+    );
+    std::fs::write(
+        data.join("b.ndjson"),
+        [
+            r#"{"id": 8, "kind": "view", "amount": 1}"#,
+            r#"{"id": 9, "extra": 1}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let err = fails(
+        &dir,
+        &["ingest", data.to_str().unwrap(), "--into", "bronze.events"],
+    );
+    assert!(
+        err.contains("b.ndjson line 2")
+            && err.contains("'kind', 'amount'")
+            && err.contains("'extra'"),
+        "{err}"
+    );
+    let n = crate::query(&dir, "SELECT count(*) AS n FROM bronze.events");
+    assert_eq!(n[0]["n"], 3);
+    let show = ok(
+        &dir,
+        &["--format", "json", "contract", "show", "bronze.events"],
+    );
+    assert!(show.contains("\"on_violation\": \"fail\""), "{show}");
+}
