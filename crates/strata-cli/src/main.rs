@@ -13,6 +13,7 @@ macro_rules! out {
 mod ingest;
 mod output;
 mod pipeline;
+mod push;
 mod registry;
 mod serve;
 mod sql;

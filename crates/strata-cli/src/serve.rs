@@ -342,11 +342,18 @@ pub fn app(lh: Arc<Lakehouse>, token: Option<&str>, max_body: usize) -> Router {
         lh: lh.clone(),
     };
     let registry = strata_registry::api::router(Registry::new(lh.metastore()));
+    let push = Router::new()
+        .route(
+            "/api/v1/tables/{table}/records",
+            axum::routing::post(crate::push::records),
+        )
+        .with_state(lh.clone());
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(st.clone())
         .merge(registry)
+        .merge(push)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(st.clone(), auth))
         .layer(middleware::from_fn_with_state(st, observe))

@@ -148,6 +148,9 @@ pub struct IngestOptions {
     /// Keep no run record for a run that landed nothing and met no changed file (`--watch`
     /// cycles).
     pub forget_empty_runs: bool,
+    /// What `_source_file` and quarantine pointers say instead of the file's URI (push ingest:
+    /// `http:<request id>`; the ledger keeps the file's URI).
+    pub source_alias: Option<String>,
 }
 
 impl Default for IngestOptions {
@@ -172,6 +175,7 @@ impl Default for IngestOptions {
             cancel: None,
             progress: None,
             forget_empty_runs: false,
+            source_alias: None,
         }
     }
 }
@@ -1317,6 +1321,11 @@ impl Run {
                 break;
             };
             batch_files += 1;
+            let shown_uri = self
+                .opts
+                .source_alias
+                .clone()
+                .unwrap_or_else(|| open.file.uri.clone());
             let first = open.position();
             let mut stopped = false;
             loop {
@@ -1347,7 +1356,7 @@ impl Run {
                         batch_bytes += rec.len + 1;
                         quarantine.push_contract(
                             rec,
-                            &open.file.uri,
+                            &shown_uri,
                             &self.run_id,
                             &self.name,
                             (text, rule, reason),
@@ -1425,14 +1434,14 @@ impl Run {
                 if matches!(rec.body, Body::Corrupt { .. })
                     && self.opts.corrupt == CorruptMode::Quarantine
                 {
-                    quarantine.push(&rec, &open.file.uri, &self.run_id, &self.name);
+                    quarantine.push(&rec, &shown_uri, &self.run_id, &self.name);
                     corrupt += 1;
                     if quarantine.rows() >= CHUNK_ROWS {
                         q_rows += self.flush_quarantine(&mut quarantine, &mut q_writer)?;
                     }
                     continue;
                 }
-                chunk.push(&columns, &open.file.uri, &rec);
+                chunk.push(&columns, &shown_uri, &rec);
                 if chunk.rows() >= CHUNK_ROWS || chunk.bytes() >= CHUNK_BYTES {
                     if writer.is_none() && self.opts.infer_types {
                         infer_types(&mut columns, &chunk);

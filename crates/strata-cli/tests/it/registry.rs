@@ -895,3 +895,168 @@ fn a_contract_stops_every_non_conforming_record_before_bronze() {
     );
     assert!(show.contains("\"on_violation\": \"fail\""), "{show}");
 }
+
+fn hex_bytes(h: &str) -> Vec<u8> {
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn push_ingest_lands_avro_wire_messages_and_ndjson_once_per_key() {
+    let (_t, dir) = lakehouse();
+    let server = Server::start(&dir, &[], &[]);
+    let p = server.port;
+    let schema = json!({"type": "record", "name": "Event", "fields": [
+        {"name": "id", "type": "long"}, {"name": "kind", "type": "string"},
+        {"name": "amount", "type": "double"}]})
+    .to_string();
+    // the unmodified AvroSerializer registers the schema and frames each record
+    let out = py(
+        r#"
+import json, sys
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import SerializationContext, MessageField
+ser = AvroSerializer(SchemaRegistryClient({"url": sys.argv[1]}), sys.argv[2])
+ctx = SerializationContext("events", MessageField.VALUE)
+msgs = [ser({"id": i, "kind": "view", "amount": i * 1.5}, ctx).hex() for i in range(1, 4)]
+print(json.dumps({"msgs": msgs}))
+"#,
+        &[&server.url(), &schema],
+    );
+    let msgs: Vec<Vec<u8>> = out["msgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| hex_bytes(m.as_str().unwrap()))
+        .collect();
+    assert_eq!(msgs[0][0], 0, "magic byte");
+    ok(&dir, &["contract", "bind", "bronze.events", "events-value"]);
+    let mut body = Vec::new();
+    for m in &msgs {
+        body.extend_from_slice(&(m.len() as u32).to_be_bytes());
+        body.extend_from_slice(m);
+    }
+    let avro = [("Content-Type", "application/vnd.strata.confluent-avro")];
+    let (s, r) = http(
+        p,
+        "POST",
+        "/api/v1/tables/bronze.events/records",
+        &avro,
+        Some(&body),
+    );
+    let r: Value = serde_json::from_slice(&r).unwrap();
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        (r["records"].as_u64(), r["landed"].as_u64()),
+        (Some(3), Some(3)),
+        "{r}"
+    );
+
+    // bad wire input: an unknown schema id, a truncated payload; nothing lands
+    let mut unknown = msgs[0].clone();
+    unknown[1..5].copy_from_slice(&999u32.to_be_bytes());
+    let mut b = (unknown.len() as u32).to_be_bytes().to_vec();
+    b.extend_from_slice(&unknown);
+    let (s, r) = http(
+        p,
+        "POST",
+        "/api/v1/tables/bronze.events/records",
+        &avro,
+        Some(&b),
+    );
+    let r: Value = serde_json::from_slice(&r).unwrap();
+    assert_eq!((s, r["error_code"].as_u64()), (404, Some(40403)), "{r}");
+    let cut = &msgs[0][..msgs[0].len() - 3];
+    let mut b = (cut.len() as u32).to_be_bytes().to_vec();
+    b.extend_from_slice(cut);
+    let (s, r) = http(
+        p,
+        "POST",
+        "/api/v1/tables/bronze.events/records",
+        &avro,
+        Some(&b),
+    );
+    let r: Value = serde_json::from_slice(&r).unwrap();
+    assert_eq!((s, r["error_code"].as_u64()), (400, Some(40002)), "{r}");
+    let (s, _) = http(
+        p,
+        "POST",
+        "/api/v1/tables/bronze.events/records",
+        &[("Content-Type", "text/plain")],
+        Some(b"x"),
+    );
+    assert_eq!(s, 415);
+    assert_eq!(
+        crate::query(&dir, "SELECT count(*) AS n FROM bronze.events")[0]["n"],
+        3
+    );
+
+    // NDJSON with a record that breaks the contract, sent twice with one Idempotency-Key
+    let nd = b"{\"id\": 10, \"kind\": \"click\", \"amount\": 1}\n{\"id\": \"eleven\", \"kind\": \"click\", \"amount\": 1}\n";
+    let h = [
+        ("Content-Type", "application/x-ndjson"),
+        ("Idempotency-Key", "batch-42"),
+    ];
+    let (s, first) = http(
+        p,
+        "POST",
+        "/api/v1/tables/bronze.events/records",
+        &h,
+        Some(nd),
+    );
+    let first: Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(s, 200, "{first}");
+    assert_eq!(
+        (first["landed"].as_u64(), first["quarantined"].as_u64()),
+        (Some(1), Some(1)),
+        "{first}"
+    );
+    let (s, again) = http(
+        p,
+        "POST",
+        "/api/v1/tables/bronze.events/records",
+        &h,
+        Some(nd),
+    );
+    let again: Value = serde_json::from_slice(&again).unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(again["request_id"], first["request_id"]);
+    assert_eq!(again["landed"], first["landed"]);
+    assert_eq!(again["replayed"], true);
+    // a JSON array
+    let (s, r) = http(
+        p,
+        "POST",
+        "/api/v1/tables/bronze.events/records",
+        &[("Content-Type", "application/json")],
+        Some(br#"[{"id": 20, "kind": "view", "amount": 2}]"#),
+    );
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&r));
+    let rows = crate::query(
+        &dir,
+        "SELECT id, _source_file FROM bronze.events ORDER BY id",
+    );
+    let ids: Vec<i64> = rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, vec![1, 2, 3, 10, 20]);
+    assert!(
+        rows.iter()
+            .all(|r| r["_source_file"].as_str().unwrap().starts_with("http:")),
+        "{rows:?}"
+    );
+    let q = crate::query(
+        &dir,
+        "SELECT _stage, _source_pointer FROM quarantine.events",
+    );
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0]["_stage"], "contract");
+    assert!(
+        q[0]["_source_pointer"]
+            .as_str()
+            .unwrap()
+            .starts_with("http:key-"),
+        "{q:?}"
+    );
+}

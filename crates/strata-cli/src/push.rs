@@ -1,0 +1,263 @@
+//! Push ingest: `POST /api/v1/tables/{table}/records`. The body (NDJSON, a JSON array, or
+//! Confluent wire-format Avro messages) becomes one NDJSON spool file under
+//! `_strata/push/<table id>/`, landed by the same exactly-once ingest as files (contract checks,
+//! quarantine, the `txn` and lease), with `_source_file` = `http:<request id>`. An
+//! `Idempotency-Key` names the spool file, so a retried request finds the file the ledger already
+//! landed and lands nothing again; its first answer is kept in the metastore and returned.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use strata_catalog::Lakehouse;
+use strata_registry::RegistryError;
+use strata_registry::api::Reply;
+use strata_registry::store::Registry;
+
+fn err(status: u16, code: u32, message: impl Into<String>) -> RegistryError {
+    RegistryError::new(status, code, message)
+}
+
+/// The body as NDJSON lines.
+async fn to_ndjson(
+    lh: &Lakehouse,
+    content_type: &str,
+    body: &[u8],
+) -> Result<(Vec<u8>, usize), RegistryError> {
+    let ct = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match ct.as_str() {
+        "application/x-ndjson" | "application/ndjson" | "application/jsonlines" => {
+            let n = body
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                .count();
+            Ok((body.to_vec(), n))
+        }
+        "application/json" => {
+            let items: Vec<Box<serde_json::value::RawValue>> = serde_json::from_slice(body)
+                .map_err(|e| {
+                    err(
+                        400,
+                        40001,
+                        format!("the body is not a JSON array of records: {e}"),
+                    )
+                })?;
+            let mut out = Vec::with_capacity(body.len());
+            for it in &items {
+                // one record per line: its exact text, made one line
+                out.extend_from_slice(strata_registry::schema::minify(it.get()).as_bytes());
+                out.push(b'\n');
+            }
+            Ok((out, items.len()))
+        }
+        "application/vnd.strata.confluent-avro" => {
+            let reg = Registry::new(lh.metastore());
+            let mut out = Vec::new();
+            let mut rest = body;
+            let mut k = 0usize;
+            while !rest.is_empty() {
+                k += 1;
+                if rest.len() < 4 {
+                    return Err(err(
+                        400,
+                        40002,
+                        format!("message {k}: truncated length prefix"),
+                    ));
+                }
+                let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                if rest.len() < 4 + len {
+                    return Err(err(
+                        400,
+                        40002,
+                        format!(
+                            "message {k}: its length prefix says {len} bytes but {} remain",
+                            rest.len() - 4
+                        ),
+                    ));
+                }
+                let msg = &rest[4..4 + len];
+                rest = &rest[4 + len..];
+                if msg.len() < 5 || msg[0] != 0 {
+                    return Err(err(
+                        400,
+                        40002,
+                        format!(
+                            "message {k}: not the Confluent wire format (magic byte 0, then a 4-byte schema id)"
+                        ),
+                    ));
+                }
+                let id = u32::from_be_bytes([msg[1], msg[2], msg[3], msg[4]]) as i64;
+                let parsed = reg.parsed(id).await.map_err(|e| {
+                    err(
+                        e.status,
+                        e.code,
+                        format!("message {k}: schema id {id}: {}", e.message),
+                    )
+                })?;
+                let schemas = parsed.avro();
+                let Some(writer) = schemas.first() else {
+                    return Err(err(
+                        422,
+                        42201,
+                        format!("message {k}: schema {id} is not an Avro schema"),
+                    ));
+                };
+                let mut payload = &msg[5..];
+                let value = if schemas.len() > 1 {
+                    apache_avro::from_avro_datum_schemata(
+                        writer,
+                        schemas[1..].to_vec(),
+                        &mut payload,
+                        None,
+                    )
+                } else {
+                    apache_avro::from_avro_datum(writer, &mut payload, None)
+                }
+                .map_err(|e| {
+                    err(
+                        400,
+                        40002,
+                        format!("message {k}: cannot decode its Avro payload: {e}"),
+                    )
+                })?;
+                if !payload.is_empty() {
+                    return Err(err(
+                        400,
+                        40002,
+                        format!("message {k}: {} bytes left after the record", payload.len()),
+                    ));
+                }
+                let j = Value::try_from(value).map_err(|e| {
+                    err(
+                        400,
+                        40002,
+                        format!("message {k}: cannot turn the record into JSON: {e}"),
+                    )
+                })?;
+                out.extend_from_slice(j.to_string().as_bytes());
+                out.push(b'\n');
+            }
+            Ok((out, k))
+        }
+        "" => Err(err(
+            415,
+            41501,
+            "no Content-Type: send application/x-ndjson, application/json (an array) or application/vnd.strata.confluent-avro",
+        )),
+        other => Err(err(
+            415,
+            41501,
+            format!(
+                "Content-Type {other} is not accepted: send application/x-ndjson, application/json (an array) or application/vnd.strata.confluent-avro"
+            ),
+        )),
+    }
+}
+
+pub async fn records(
+    State(lh): State<Arc<Lakehouse>>,
+    Path(table): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Reply, RegistryError> {
+    let name = strata_core::TableName::parse(&table)
+        .map_err(|e| err(422, 42208, format!("table {table}: {e}")))?;
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_string);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let info = strata_ingest::land::ensure_table(&lh, &name)
+        .await
+        .map_err(|e| err(422, 42209, e.to_string()))?;
+    let pool = lh.metastore().pool();
+    if let Some(k) = &key {
+        let kept: Option<String> = sqlx::query_scalar(
+            "SELECT response FROM idempotency_keys WHERE table_id = ? AND key = ?",
+        )
+        .bind(&info.table_id)
+        .bind(k)
+        .fetch_optional(pool)
+        .await?;
+        if let Some(r) = kept {
+            let mut v: Value = serde_json::from_str(&r).unwrap_or(Value::Null);
+            v["replayed"] = json!(true);
+            return Ok(Reply(StatusCode::OK, v));
+        }
+    }
+    let (ndjson, records) = to_ndjson(&lh, &content_type, &body).await?;
+    let request_id = match &key {
+        Some(k) => format!("key-{}", &hex::encode(Sha256::digest(k.as_bytes()))[..32]),
+        None => format!("req-{}", uuid::Uuid::new_v4()),
+    };
+    let dir = lh.root().join("_strata").join("push").join(&info.table_id);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| RegistryError::internal(format!("{}: {e}", dir.display())))?;
+    let spool = dir.join(format!("{request_id}.ndjson"));
+    if !spool.exists() {
+        // written whole under a temporary name, synced, then renamed: the ledger never sees a
+        // half-written spool file
+        let tmp = dir.join(format!(".{request_id}.tmp"));
+        let mut f = std::fs::File::create(&tmp)
+            .map_err(|e| RegistryError::internal(format!("{}: {e}", tmp.display())))?;
+        f.write_all(&ndjson)
+            .and_then(|()| f.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, &spool))
+            .map_err(|e| RegistryError::internal(format!("{}: {e}", spool.display())))?;
+    }
+    let opts = strata_ingest::IngestOptions {
+        source_alias: Some(format!("http:{request_id}")),
+        format: Some(strata_ingest::source::InputFormat::Ndjson),
+        ..Default::default()
+    };
+    let report = strata_ingest::ingest(&lh, &spool.to_string_lossy(), &name, &opts)
+        .await
+        .map_err(|e| {
+            let status = match e.class() {
+                strata_core::ErrorClass::Refused | strata_core::ErrorClass::InvalidInput => 422,
+                strata_core::ErrorClass::Conflict => 409,
+                _ => 500,
+            };
+            err(status, status as u32 * 100 + 1, e.to_string())
+        })?;
+    let response = json!({
+        "table": info.name.to_string(),
+        "request_id": request_id,
+        "records": records,
+        "landed": report.counts.records_landed,
+        "quarantined": report.counts.records_quarantined,
+        "version": report.last_version,
+        "run_id": report.run_id,
+    });
+    if let Some(k) = &key {
+        sqlx::query(
+            "INSERT OR IGNORE INTO idempotency_keys (table_id, key, batch_id, response, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&info.table_id)
+        .bind(k)
+        .bind(report.last_version.unwrap_or(-1))
+        .bind(response.to_string())
+        .bind(chrono::Utc::now().to_rfc3339())
+        .execute(pool)
+        .await?;
+    } else {
+        let _ = std::fs::remove_file(&spool);
+    }
+    Ok(Reply(StatusCode::OK, response))
+}
