@@ -7,6 +7,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -17,6 +18,11 @@ use strata_catalog::Lakehouse;
 use strata_registry::RegistryError;
 use strata_registry::api::Reply;
 use strata_registry::store::Registry;
+
+/// Totals since the server started, for `/metrics`.
+pub static REQUESTS: AtomicU64 = AtomicU64::new(0);
+pub static LANDED: AtomicU64 = AtomicU64::new(0);
+pub static QUARANTINED: AtomicU64 = AtomicU64::new(0);
 
 fn err(status: u16, code: u32, message: impl Into<String>) -> RegistryError {
     RegistryError::new(status, code, message)
@@ -235,6 +241,9 @@ pub async fn records(
             };
             err(status, status as u32 * 100 + 1, e.to_string())
         })?;
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
+    LANDED.fetch_add(report.counts.records_landed, Ordering::Relaxed);
+    QUARANTINED.fetch_add(report.counts.records_quarantined, Ordering::Relaxed);
     let response = json!({
         "table": info.name.to_string(),
         "request_id": request_id,

@@ -147,6 +147,31 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE {name} gauge");
             let _ = writeln!(out, "{name} {v}");
         }
+        for (name, help, v) in [
+            (
+                "strata_push_requests_total",
+                "Push-ingest requests landed (a replayed Idempotency-Key not counted).",
+                &crate::push::REQUESTS,
+            ),
+            (
+                "strata_push_records_landed_total",
+                "Records push ingest landed in bronze.",
+                &crate::push::LANDED,
+            ),
+            (
+                "strata_push_records_quarantined_total",
+                "Records push ingest sent to quarantine.",
+                &crate::push::QUARANTINED,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(
+                out,
+                "{name} {}",
+                v.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
         if let Some(s) = self.started {
             let _ = writeln!(
                 out,
