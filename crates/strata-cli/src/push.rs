@@ -24,6 +24,47 @@ pub static REQUESTS: AtomicU64 = AtomicU64::new(0);
 pub static LANDED: AtomicU64 = AtomicU64::new(0);
 pub static QUARANTINED: AtomicU64 = AtomicU64::new(0);
 
+/// Pushes landed per table since its last compaction.
+static SINCE_COMPACTION: std::sync::Mutex<Option<std::collections::HashMap<String, u64>>> =
+    std::sync::Mutex::new(None);
+
+/// `STRATA_SERVE_COMPACT_EVERY` (default 20, as `ingest --watch`'s `--compact-every`): after this
+/// many pushes into a table, serve compacts its small files (an optimize commit with
+/// dataChange=false), in the background.
+fn compact_every() -> u64 {
+    std::env::var("STRATA_SERVE_COMPACT_EVERY")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(20)
+}
+
+fn maybe_compact(lh: &Arc<Lakehouse>, name: &strata_core::TableName) {
+    let due = {
+        let mut guard = SINCE_COMPACTION.lock().unwrap_or_else(|p| p.into_inner());
+        let map = guard.get_or_insert_with(Default::default);
+        let n = map.entry(name.to_string()).or_insert(0);
+        *n += 1;
+        if *n >= compact_every() {
+            *n = 0;
+            true
+        } else {
+            false
+        }
+    };
+    if due {
+        let lh = lh.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            match strata_ingest::land::compact(&lh, &name).await {
+                Ok(Some(v)) => tracing::info!(table = %name, version = v, "compacted small files"),
+                Ok(None) => {}
+                Err(e) => eprintln!("strata serve: warning: compaction of {name} failed: {e}"),
+            }
+        });
+    }
+}
+
 fn err(status: u16, code: u32, message: impl Into<String>) -> RegistryError {
     RegistryError::new(status, code, message)
 }
@@ -242,6 +283,9 @@ pub async fn records(
             err(status, status as u32 * 100 + 1, e.to_string())
         })?;
     REQUESTS.fetch_add(1, Ordering::Relaxed);
+    if report.batches > 0 {
+        maybe_compact(&lh, &name);
+    }
     LANDED.fetch_add(report.counts.records_landed, Ordering::Relaxed);
     QUARANTINED.fetch_add(report.counts.records_quarantined, Ordering::Relaxed);
     let response = json!({

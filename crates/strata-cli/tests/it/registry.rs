@@ -906,7 +906,7 @@ fn hex_bytes(h: &str) -> Vec<u8> {
 #[test]
 fn push_ingest_lands_avro_wire_messages_and_ndjson_once_per_key() {
     let (_t, dir) = lakehouse();
-    let server = Server::start(&dir, &[], &[]);
+    let server = Server::start(&dir, &[], &[("STRATA_SERVE_COMPACT_EVERY", "3")]);
     let p = server.port;
     let schema = json!({"type": "record", "name": "Event", "fields": [
         {"name": "id", "type": "long"}, {"name": "kind", "type": "string"},
