@@ -288,12 +288,21 @@ pub async fn records(
     }
     LANDED.fetch_add(report.counts.records_landed, Ordering::Relaxed);
     QUARANTINED.fetch_add(report.counts.records_quarantined, Ordering::Relaxed);
+    // the batch the run landed (its number is the commit's `txn` version), from the ledger
+    let batch: Option<i64> = sqlx::query_scalar(
+        "SELECT max(batch_id) FROM ingest_files WHERE table_id = ? AND run_id = ?",
+    )
+    .bind(&info.table_id)
+    .bind(&report.run_id)
+    .fetch_one(pool)
+    .await?;
     let response = json!({
         "table": info.name.to_string(),
         "request_id": request_id,
         "records": records,
         "landed": report.counts.records_landed,
         "quarantined": report.counts.records_quarantined,
+        "batch": batch,
         "version": report.last_version,
         "run_id": report.run_id,
     });
@@ -304,7 +313,7 @@ pub async fn records(
         )
         .bind(&info.table_id)
         .bind(k)
-        .bind(report.last_version.unwrap_or(-1))
+        .bind(batch.unwrap_or(-1))
         .bind(response.to_string())
         .bind(chrono::Utc::now().to_rfc3339())
         .execute(pool)

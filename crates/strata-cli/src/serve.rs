@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use base64::Engine as _;
 use clap::Args;
 use sha2::{Digest, Sha256};
 use strata_catalog::Lakehouse;
@@ -213,33 +214,14 @@ fn presented(headers: &HeaderMap) -> Option<Vec<u8>> {
         return Some(rest.trim().as_bytes().to_vec());
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64_decode(rest.trim())?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
         let text = String::from_utf8(decoded).ok()?;
         let (_, password) = text.split_once(':')?;
         return Some(password.as_bytes().to_vec());
     }
     None
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in s.bytes() {
-        if c == b'=' {
-            break;
-        }
-        let v = A.iter().position(|x| *x == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {

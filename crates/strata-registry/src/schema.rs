@@ -66,12 +66,8 @@ impl Parsed {
         self.avro.iter().collect()
     }
 
-    pub fn json(&self) -> &Value {
-        &self.json
-    }
-
     /// The parsed JSON document of the schema text (Avro schemas are JSON too).
-    pub fn document(&self) -> &Value {
+    pub fn json(&self) -> &Value {
         &self.json
     }
 }

@@ -512,7 +512,7 @@ impl Registry {
         }
         let parsed = self.parse(req).await?;
         let text = if normalize {
-            schema::normalized(parsed.document())
+            schema::normalized(parsed.json())
         } else {
             parsed.text.clone()
         };
@@ -556,7 +556,7 @@ impl Registry {
         }
         let parsed = self.parse(req).await?;
         let text = if normalize {
-            schema::normalized(parsed.document())
+            schema::normalized(parsed.json())
         } else {
             parsed.text.clone()
         };

@@ -1024,6 +1024,8 @@ print(json.dumps({"msgs": msgs}))
     let again: Value = serde_json::from_slice(&again).unwrap();
     assert_eq!(s, 200);
     assert_eq!(again["request_id"], first["request_id"]);
+    assert!(first["batch"].as_i64().is_some_and(|b| b >= 1), "{first}");
+    assert_eq!(again["batch"], first["batch"]);
     assert_eq!(again["landed"], first["landed"]);
     assert_eq!(again["replayed"], true);
     // a JSON array
