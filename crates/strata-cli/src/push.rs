@@ -74,6 +74,7 @@ async fn to_ndjson(
     lh: &Lakehouse,
     content_type: &str,
     body: &[u8],
+    contract: Option<&strata_registry::contract::Contract>,
 ) -> Result<(Vec<u8>, usize), RegistryError> {
     let ct = content_type
         .split(';')
@@ -108,6 +109,9 @@ async fn to_ndjson(
         }
         "application/vnd.strata.confluent-avro" => {
             let reg = Registry::new(lh.metastore());
+            // each writer schema parsed once per request
+            let mut writers: std::collections::HashMap<i64, strata_registry::Parsed> =
+                std::collections::HashMap::new();
             let mut out = Vec::new();
             let mut rest = body;
             let mut k = 0usize;
@@ -143,53 +147,20 @@ async fn to_ndjson(
                     ));
                 }
                 let id = u32::from_be_bytes([msg[1], msg[2], msg[3], msg[4]]) as i64;
-                let parsed = reg.parsed(id).await.map_err(|e| {
-                    err(
-                        e.status,
-                        e.code,
-                        format!("message {k}: schema id {id}: {}", e.message),
-                    )
-                })?;
-                let schemas = parsed.avro();
-                let Some(writer) = schemas.first() else {
-                    return Err(err(
-                        422,
-                        42201,
-                        format!("message {k}: schema {id} is not an Avro schema"),
-                    ));
+                let parsed = match writers.entry(id) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(reg.parsed(id).await.map_err(|e| {
+                            err(
+                                e.status,
+                                e.code,
+                                format!("message {k}: schema id {id}: {}", e.message),
+                            )
+                        })?)
+                    }
                 };
-                let mut payload = &msg[5..];
-                let value = if schemas.len() > 1 {
-                    apache_avro::from_avro_datum_schemata(
-                        writer,
-                        schemas[1..].to_vec(),
-                        &mut payload,
-                        None,
-                    )
-                } else {
-                    apache_avro::from_avro_datum(writer, &mut payload, None)
-                }
-                .map_err(|e| {
-                    err(
-                        400,
-                        40002,
-                        format!("message {k}: cannot decode its Avro payload: {e}"),
-                    )
-                })?;
-                if !payload.is_empty() {
-                    return Err(err(
-                        400,
-                        40002,
-                        format!("message {k}: {} bytes left after the record", payload.len()),
-                    ));
-                }
-                let j = Value::try_from(value).map_err(|e| {
-                    err(
-                        400,
-                        40002,
-                        format!("message {k}: cannot turn the record into JSON: {e}"),
-                    )
-                })?;
+                let j = strata_registry::wire::decode(parsed, &msg[5..], contract)
+                    .map_err(|e| err(400, 40002, format!("message {k} (schema id {id}): {e}")))?;
                 out.extend_from_slice(j.to_string().as_bytes());
                 out.push(b'\n');
             }
@@ -247,7 +218,11 @@ pub async fn records(
             return Ok(Reply(StatusCode::OK, v));
         }
     }
-    let (ndjson, records) = to_ndjson(&lh, &content_type, &body).await?;
+    // Avro messages are resolved to the contract's latest version before they are spooled
+    let contract = Registry::new(lh.metastore())
+        .contract(&info.table_id)
+        .await?;
+    let (ndjson, records) = to_ndjson(&lh, &content_type, &body, contract.as_ref()).await?;
     let request_id = match &key {
         Some(k) => format!("key-{}", &hex::encode(Sha256::digest(k.as_bytes()))[..32]),
         None => format!("req-{}", uuid::Uuid::new_v4()),

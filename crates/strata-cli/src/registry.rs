@@ -538,9 +538,10 @@ pub async fn contract(lh: &Lakehouse, cmd: ContractCommand, format: Format) -> C
                         return Err(crate::CliError {
                             class: strata_core::ErrorClass::Refused,
                             message: format!(
-                                "{full}: column {n} is {} but subject {subject} makes it {t}; \
+                                "{full}: column {n} is {} but subject {subject} makes it {}; \
                                  the contract was not bound",
-                                f.data_type()
+                                strata_core::types::type_name(f.data_type()),
+                                strata_core::types::type_name(t)
                             ),
                             usage: false,
                         });
@@ -573,7 +574,7 @@ pub async fn contract(lh: &Lakehouse, cmd: ContractCommand, format: Format) -> C
                     "version": c.version,
                     "id": c.id,
                     "on_violation": c.on_violation.as_str(),
-                    "columns": columns.iter().map(|(n, t)| format!("{n} {t}")).collect::<Vec<_>>(),
+                    "columns": columns.iter().map(|(n, t)| format!("{n} {}", strata_core::types::type_name(t))).collect::<Vec<_>>(),
                 }),
                 format,
             );

@@ -25,10 +25,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, FixedSizeBinaryArray, StringBuilder, UnionArray, new_null_array,
+    Array, ArrayRef, FixedSizeBinaryArray, StringArray, StringBuilder, UnionArray, new_null_array,
 };
 use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::{DataType, Field, FieldRef, Fields};
+use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema};
 use arrow::error::ArrowError;
 use arrow::json::writer::{EncoderOptions, make_encoder};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -36,11 +36,31 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use crate::types::{timestamp_ntz_type, timestamp_type};
 
 /// The name Delta's Arrow schemas give a list's element.
-const LIST_ELEMENT: &str = "element";
+pub const LIST_ELEMENT: &str = "element";
 /// The names Delta's Arrow schemas give a map's entries, key and value.
-const MAP_ENTRIES: &str = "key_value";
-const MAP_KEY: &str = "key";
-const MAP_VALUE: &str = "value";
+pub const MAP_ENTRIES: &str = "key_value";
+pub const MAP_KEY: &str = "key";
+pub const MAP_VALUE: &str = "value";
+
+/// Delta's ARRAY of `element` (elements nullable), as its Arrow schemas spell it.
+pub fn list_type(element: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new(LIST_ELEMENT, element, true)))
+}
+
+/// Delta's MAP from STRING keys to `value` (values nullable), as its Arrow schemas spell it.
+pub fn string_map_type(value: DataType) -> DataType {
+    DataType::Map(
+        Arc::new(Field::new(
+            MAP_ENTRIES,
+            DataType::Struct(Fields::from(vec![
+                Field::new(MAP_KEY, DataType::Utf8, false),
+                Field::new(MAP_VALUE, value, true),
+            ])),
+            false,
+        )),
+        false,
+    )
+}
 
 /// Characters a Delta column name cannot hold without column mapping (which Strata never turns
 /// on: deltalake refuses evolution, the change feed and OPTIMIZE on such tables).
@@ -163,6 +183,11 @@ pub fn to_delta(
             misfits: Vec::new(),
         });
     }
+    if target.is_nested() && array.data_type() == &DataType::Utf8 {
+        if let Some(texts) = array.as_any().downcast_ref::<StringArray>() {
+            return json_to_nested(texts, target);
+        }
+    }
     if target == &DataType::Utf8 && needs_text(field) {
         return Ok(Converted {
             array: text_array(field, array)?,
@@ -186,6 +211,66 @@ pub fn to_delta(
         .collect();
     Ok(Converted {
         array: cast,
+        misfits,
+    })
+}
+
+/// JSON text decoded into a nested type (STRUCT, ARRAY, MAP), as the values of a contract's
+/// nested fields arrive. A value that is not JSON of that shape is NULL and listed in
+/// `misfits`.
+fn json_to_nested(texts: &StringArray, target: &DataType) -> Result<Converted, ArrowError> {
+    let rows = texts.len();
+    if rows == 0 {
+        return Ok(Converted {
+            array: arrow::array::new_empty_array(target),
+            misfits: Vec::new(),
+        });
+    }
+    let schema = Arc::new(Schema::new(vec![Field::new("v", target.clone(), true)]));
+    let decode = |lines: &str, n: usize| -> Result<Option<ArrayRef>, ArrowError> {
+        let mut d = arrow::json::ReaderBuilder::new(schema.clone())
+            .with_batch_size(n)
+            .build_decoder()?;
+        d.decode(lines.as_bytes())?;
+        Ok(d.flush()?
+            .filter(|b| b.num_rows() == n)
+            .map(|b| b.column(0).clone()))
+    };
+    // each value is checked to be one whole JSON value, so none can spill into another row
+    let lines: Vec<Option<String>> = (0..rows)
+        .map(|r| {
+            if texts.is_null(r) {
+                return Some("{}\n".to_string());
+            }
+            let t = texts.value(r);
+            serde_json::from_str::<serde::de::IgnoredAny>(t).ok()?;
+            Some(format!("{{\"v\":{t}}}\n"))
+        })
+        .collect();
+    if lines.iter().all(Option::is_some) {
+        let all: String = lines.iter().flatten().map(String::as_str).collect();
+        if let Ok(Some(array)) = decode(&all, rows) {
+            return Ok(Converted {
+                array,
+                misfits: Vec::new(),
+            });
+        }
+    }
+    // row by row: a value that does not decode is a misfit
+    let mut parts: Vec<ArrayRef> = Vec::with_capacity(rows);
+    let mut misfits = Vec::new();
+    for (r, line) in lines.iter().enumerate() {
+        match line.as_deref().map(|l| decode(l, 1)) {
+            Some(Ok(Some(a))) => parts.push(a),
+            _ => {
+                misfits.push(r);
+                parts.push(new_null_array(target, 1));
+            }
+        }
+    }
+    let refs: Vec<&dyn Array> = parts.iter().map(AsRef::as_ref).collect();
+    Ok(Converted {
+        array: arrow::compute::concat(&refs)?,
         misfits,
     })
 }

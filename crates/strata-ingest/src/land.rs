@@ -1277,6 +1277,12 @@ impl Run {
                 }
             }
         }
+        // contract fields whose epoch numbers become ISO text for their TIMESTAMP/DATE column
+        let temporal = self
+            .contract
+            .as_ref()
+            .map(|c| c.epoch_fields())
+            .unwrap_or_default();
         let mut chunk = Chunk::new(&columns);
         let mut writer: Option<FileWriter> = None;
         let mut quarantine = QuarantineChunk::default();
@@ -1335,7 +1341,7 @@ impl Run {
                     stopped = true;
                     break;
                 }
-                let Some(item) = self.next_item(&mut open)? else {
+                let Some(mut item) = self.next_item(&mut open)? else {
                     break;
                 };
                 if let (Some(c), Item::Record(rec)) = (&self.contract, &item)
@@ -1366,6 +1372,12 @@ impl Run {
                         }
                         continue;
                     }
+                }
+                if let (Some(c), false) = (&self.contract, temporal.is_empty())
+                    && let Item::Record(rec) = &mut item
+                    && let Body::Fields(fields) = &mut rec.body
+                {
+                    epoch_to_text(c, fields, &temporal);
                 }
                 // The item's new fields decide whether it fits this batch.
                 let (new, at): (Vec<(String, DataType)>, String) = match &item {
@@ -1774,6 +1786,37 @@ struct Scan {
     valid_utf8: bool,
     error: Option<String>,
     hash: Option<String>,
+}
+
+/// A conforming record's epoch numbers in timestamp and date fields, as the ISO text their
+/// column's cast reads (`1700000000000` in a timestamp-millis field becomes
+/// `2023-11-14T22:13:20Z`), at the top level and inside nested values.
+fn epoch_to_text(
+    contract: &strata_registry::contract::Contract,
+    fields: &mut [(String, Option<crate::decode::FieldValue>)],
+    temporal: &[(String, Option<strata_registry::contract::Temporal>)],
+) {
+    use crate::decode::FieldValue;
+    for (name, value) in fields.iter_mut() {
+        let Some(FieldValue::Json(j)) = value else {
+            continue;
+        };
+        match temporal.iter().find(|(n, _)| n == name) {
+            Some((_, Some(t))) => {
+                if let Some(text) = j.trim().parse::<i64>().ok().and_then(|n| t.text(n)) {
+                    *value = Some(FieldValue::Text(text));
+                }
+            }
+            Some((_, None)) => {
+                if let Ok(mut v) = serde_json::from_str::<Value>(j)
+                    && contract.nested_epochs_to_text(name, &mut v)
+                {
+                    *value = Some(FieldValue::Json(v.to_string()));
+                }
+            }
+            None => {}
+        }
+    }
 }
 
 /// A text record as a JSON object (for the contract check) and its JSON text (for quarantine):

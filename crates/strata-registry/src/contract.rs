@@ -3,7 +3,7 @@
 //! columns come from that schema through one type map (DECISIONS.md section 2).
 
 use apache_avro::Schema as AvroSchema;
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::datatypes::{DataType, Field, TimeUnit};
 use serde_json::{Map, Value};
 
 use crate::compat::avro::Names;
@@ -51,40 +51,47 @@ pub struct Contract {
 impl Contract {
     /// The bronze columns the schema gives, in its order: (name, type).
     pub fn columns(&self) -> Result<Vec<(String, DataType)>> {
-        match self.schema.kind {
-            SchemaKind::Avro => {
-                let all = self.schema.avro();
-                let names = Names::of(all.iter().copied());
-                let root = names.resolve_ref(all[0]);
-                let AvroSchema::Record(r) = root else {
-                    return Err(RegistryError::invalid_schema(format!(
-                        "subject {} is not an Avro record: a contract needs a record schema, whose fields become columns",
-                        self.subject
-                    )));
-                };
-                Ok(r.fields
-                    .iter()
-                    .map(|f| (f.name.clone(), avro_type(&f.schema, &names)))
-                    .collect())
-            }
-            SchemaKind::Json => {
-                let props = self
-                    .schema
-                    .json()
-                    .get("properties")
-                    .and_then(Value::as_object)
-                    .ok_or_else(|| {
-                        RegistryError::invalid_schema(format!(
-                            "subject {} has no `properties`: a contract needs an object schema, whose properties become columns",
-                            self.subject
-                        ))
-                    })?;
-                Ok(props
-                    .iter()
-                    .map(|(k, v)| (k.clone(), json_type(v)))
-                    .collect())
-            }
-            SchemaKind::Protobuf => Err(RegistryError::invalid_schema("PROTOBUF is not supported")),
+        schema_columns(&self.subject, &self.schema)
+    }
+
+    /// The top-level fields that hold a timestamp or date logical type, where an epoch number
+    /// must become text for the column's cast: the field itself (`Some`: its unit), or somewhere
+    /// inside a record, array or map (`None`). JSON Schema contracts have none.
+    pub fn epoch_fields(&self) -> Vec<(String, Option<Temporal>)> {
+        if self.schema.kind != SchemaKind::Avro {
+            return Vec::new();
+        }
+        let all = self.schema.avro();
+        let names = Names::of(all.iter().copied());
+        let AvroSchema::Record(r) = names.resolve_ref(all[0]) else {
+            return Vec::new();
+        };
+        r.fields
+            .iter()
+            .filter_map(|f| {
+                if let Some(t) = non_null(&f.schema, &names).and_then(temporal) {
+                    Some((f.name.clone(), Some(t)))
+                } else {
+                    has_temporal(&f.schema, &names, &mut Vec::new()).then(|| (f.name.clone(), None))
+                }
+            })
+            .collect()
+    }
+
+    /// Rewrites the epoch numbers inside top-level field `field`'s nested value as ISO text
+    /// (see [`Temporal::text`]); whether anything changed.
+    pub fn nested_epochs_to_text(&self, field: &str, value: &mut Value) -> bool {
+        if self.schema.kind != SchemaKind::Avro {
+            return false;
+        }
+        let all = self.schema.avro();
+        let names = Names::of(all.iter().copied());
+        let AvroSchema::Record(r) = names.resolve_ref(all[0]) else {
+            return false;
+        };
+        match r.fields.iter().find(|f| f.name == field) {
+            Some(f) => epochs_to_text(&f.schema, &names, value),
+            None => false,
         }
     }
 
@@ -117,18 +124,206 @@ impl Contract {
     }
 }
 
+/// The bronze columns a contract's schema gives, in its order: (name, type). `subject` names
+/// the schema in errors.
+pub fn schema_columns(subject: &str, schema: &Parsed) -> Result<Vec<(String, DataType)>> {
+    match schema.kind {
+        SchemaKind::Avro => {
+            let all = schema.avro();
+            let names = Names::of(all.iter().copied());
+            let root = names.resolve_ref(all[0]);
+            let AvroSchema::Record(r) = root else {
+                return Err(RegistryError::invalid_schema(format!(
+                    "subject {} is not an Avro record: a contract needs a record schema, whose fields become columns",
+                    subject
+                )));
+            };
+            Ok(r.fields
+                .iter()
+                .map(|f| (f.name.clone(), avro_type(&f.schema, &names)))
+                .collect())
+        }
+        SchemaKind::Json => {
+            let props = schema
+                .json()
+                .get("properties")
+                .and_then(Value::as_object)
+                .ok_or_else(|| {
+                    RegistryError::invalid_schema(format!(
+                        "subject {} has no `properties`: a contract needs an object schema, whose properties become columns",
+                        subject
+                    ))
+                })?;
+            Ok(props
+                .iter()
+                .map(|(k, v)| (k.clone(), json_type(v)))
+                .collect())
+        }
+        SchemaKind::Protobuf => Err(RegistryError::invalid_schema("PROTOBUF is not supported")),
+    }
+}
+
+/// A timestamp or date logical type: the unit of its epoch number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Temporal {
+    /// timestamp-millis, -micros, -nanos: an instant (UTC)
+    Instant(TimeUnit),
+    /// local-timestamp-millis, -micros, -nanos: a wall-clock time without zone
+    Local(TimeUnit),
+    /// date: days since 1970-01-01
+    Date,
+}
+
+impl Temporal {
+    /// The text the column's cast reads for an epoch number: RFC 3339 (with `Z` for an
+    /// instant), or `YYYY-MM-DD` for a date. None when the number is out of range.
+    pub fn text(self, n: i64) -> Option<String> {
+        use chrono::{DateTime, SecondsFormat};
+        let instant = |unit: TimeUnit| match unit {
+            TimeUnit::Second => DateTime::from_timestamp(n, 0),
+            TimeUnit::Millisecond => DateTime::from_timestamp_millis(n),
+            TimeUnit::Microsecond => DateTime::from_timestamp_micros(n),
+            TimeUnit::Nanosecond => Some(DateTime::from_timestamp_nanos(n)),
+        };
+        match self {
+            Temporal::Instant(u) => Some(instant(u)?.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            Temporal::Local(u) => Some(
+                instant(u)?
+                    .naive_utc()
+                    .format("%Y-%m-%dT%H:%M:%S%.f")
+                    .to_string(),
+            ),
+            Temporal::Date => {
+                let days = i32::try_from(n).ok()?;
+                Some(
+                    chrono::NaiveDate::from_num_days_from_ce_opt(days.checked_add(719_163)?)?
+                        .format("%Y-%m-%d")
+                        .to_string(),
+                )
+            }
+        }
+    }
+}
+
+fn temporal(s: &AvroSchema) -> Option<Temporal> {
+    use TimeUnit::*;
+    Some(match s {
+        AvroSchema::TimestampMillis => Temporal::Instant(Millisecond),
+        AvroSchema::TimestampMicros => Temporal::Instant(Microsecond),
+        AvroSchema::TimestampNanos => Temporal::Instant(Nanosecond),
+        AvroSchema::LocalTimestampMillis => Temporal::Local(Millisecond),
+        AvroSchema::LocalTimestampMicros => Temporal::Local(Microsecond),
+        AvroSchema::LocalTimestampNanos => Temporal::Local(Nanosecond),
+        AvroSchema::Date => Temporal::Date,
+        _ => return None,
+    })
+}
+
+/// Whether a timestamp or date logical type occurs in `s`.
+fn has_temporal(s: &AvroSchema, names: &Names, open: &mut Vec<String>) -> bool {
+    match names.resolve_ref(s) {
+        t if temporal(t).is_some() => true,
+        AvroSchema::Union(u) => u.variants().iter().any(|b| has_temporal(b, names, open)),
+        AvroSchema::Array(a) => has_temporal(&a.items, names, open),
+        AvroSchema::Map(m) => has_temporal(&m.types, names, open),
+        AvroSchema::Record(r) => {
+            let full = r.name.fullname(None);
+            if open.contains(&full) {
+                return false;
+            }
+            open.push(full);
+            let found = r
+                .fields
+                .iter()
+                .any(|f| has_temporal(&f.schema, names, open));
+            open.pop();
+            found
+        }
+        _ => false,
+    }
+}
+
+/// Epoch numbers at timestamp and date positions of `v` (a value of `s`) rewritten as ISO text.
+fn epochs_to_text(s: &AvroSchema, names: &Names, v: &mut Value) -> bool {
+    let s = names.resolve_ref(s);
+    if let Some(t) = temporal(s) {
+        if let Some(text) = v.as_i64().and_then(|n| t.text(n)) {
+            *v = Value::String(text);
+            return true;
+        }
+        return false;
+    }
+    match (s, v) {
+        (AvroSchema::Union(u), v) => {
+            // the branch the value fits (as the contract check chose it)
+            let branch = u.variants().iter().find(|b| {
+                let mut tmp = Vec::new();
+                check_avro(b, names, v, "", &mut tmp);
+                tmp.is_empty()
+            });
+            branch.is_some_and(|b| epochs_to_text(b, names, v))
+        }
+        (AvroSchema::Array(a), Value::Array(items)) => items
+            .iter_mut()
+            .fold(false, |c, i| epochs_to_text(&a.items, names, i) | c),
+        (AvroSchema::Map(m), Value::Object(o)) => o
+            .values_mut()
+            .fold(false, |c, i| epochs_to_text(&m.types, names, i) | c),
+        (AvroSchema::Record(r), Value::Object(o)) => r.fields.iter().fold(false, |c, f| {
+            o.get_mut(&f.name)
+                .is_some_and(|i| epochs_to_text(&f.schema, names, i))
+                | c
+        }),
+        _ => false,
+    }
+}
+
+/// `s` itself, or the one non-null branch of a `["null", T]` union.
+fn non_null<'a>(s: &'a AvroSchema, names: &'a Names) -> Option<&'a AvroSchema> {
+    match names.resolve_ref(s) {
+        AvroSchema::Union(u) => {
+            let mut rest = u
+                .variants()
+                .iter()
+                .filter(|v| !matches!(v, AvroSchema::Null));
+            match (rest.next(), rest.next()) {
+                (Some(only), None) => Some(names.resolve_ref(only)),
+                _ => None,
+            }
+        }
+        other => Some(other),
+    }
+}
+
+/// Whether `text` is what a TIMESTAMP / TIMESTAMP_NTZ column's cast reads (ISO 8601), or a
+/// DATE's (`YYYY-MM-DD`).
+fn temporal_text_ok(t: Temporal, text: &str) -> bool {
+    match t {
+        Temporal::Date => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok(),
+        _ => arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(text).is_ok(),
+    }
+}
+
 /// The Delta type of an Avro type: int, long to BIGINT; float, double to DOUBLE; string, enum,
 /// uuid to STRING; bytes to BINARY; decimal to DECIMAL(p,s); date to DATE;
 /// timestamp-millis/micros to TIMESTAMP; local-timestamp to TIMESTAMP_NTZ; `["null", T]` to T
-/// (nullable); records, arrays, maps, time, fixed and other unions to STRING (JSON text).
+/// (nullable); records to STRUCT, arrays to ARRAY, maps to MAP (of the mapped types, every
+/// child nullable); time, fixed, other unions, records without fields and a record nested in
+/// itself to STRING (JSON text).
 pub fn avro_type(s: &AvroSchema, names: &Names) -> DataType {
+    avro_type_in(s, names, &mut Vec::new())
+}
+
+fn avro_type_in(s: &AvroSchema, names: &Names, open: &mut Vec<String>) -> DataType {
     match names.resolve_ref(s) {
         AvroSchema::Int | AvroSchema::Long => DataType::Int64,
         AvroSchema::Float | AvroSchema::Double => DataType::Float64,
         AvroSchema::String | AvroSchema::Enum(_) | AvroSchema::Uuid => DataType::Utf8,
         AvroSchema::Boolean => DataType::Boolean,
         AvroSchema::Bytes => DataType::Binary,
-        AvroSchema::Decimal(d) => DataType::Decimal128(d.precision as u8, d.scale as i8),
+        AvroSchema::Decimal(d) if d.precision <= 38 => {
+            DataType::Decimal128(d.precision as u8, d.scale as i8)
+        }
         AvroSchema::Date => DataType::Date32,
         AvroSchema::TimestampMillis | AvroSchema::TimestampMicros | AvroSchema::TimestampNanos => {
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
@@ -143,10 +338,30 @@ pub fn avro_type(s: &AvroSchema, names: &Names) -> DataType {
                 .filter(|v| !matches!(v, AvroSchema::Null))
                 .collect();
             if non_null.len() == 1 {
-                avro_type(non_null[0], names)
+                avro_type_in(non_null[0], names, open)
             } else {
                 DataType::Utf8
             }
+        }
+        AvroSchema::Record(r) => {
+            let full = r.name.fullname(None);
+            if r.fields.is_empty() || open.contains(&full) {
+                return DataType::Utf8;
+            }
+            open.push(full);
+            let fields: Vec<Field> = r
+                .fields
+                .iter()
+                .map(|f| Field::new(&f.name, avro_type_in(&f.schema, names, open), true))
+                .collect();
+            open.pop();
+            DataType::Struct(fields.into())
+        }
+        AvroSchema::Array(a) => {
+            strata_core::source_types::list_type(avro_type_in(&a.items, names, open))
+        }
+        AvroSchema::Map(m) => {
+            strata_core::source_types::string_map_type(avro_type_in(&m.types, names, open))
         }
         _ => DataType::Utf8,
     }
@@ -212,6 +427,19 @@ fn check_avro(s: &AvroSchema, names: &Names, v: &Value, at: &str, out: &mut Vec<
         AvroSchema::Boolean => {
             if !v.is_boolean() {
                 mismatch(out, "a boolean");
+            }
+        }
+        _ if temporal(s).is_some() && v.is_string() => {
+            let t = temporal(s).unwrap_or(Temporal::Date);
+            if !temporal_text_ok(t, v.as_str().unwrap_or_default()) {
+                mismatch(
+                    out,
+                    if t == Temporal::Date {
+                        "a date (days since 1970-01-01, or YYYY-MM-DD)"
+                    } else {
+                        "a timestamp (an epoch number, or ISO 8601 text)"
+                    },
+                );
             }
         }
         AvroSchema::Int | AvroSchema::Date | AvroSchema::TimeMillis => {

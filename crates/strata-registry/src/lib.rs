@@ -8,6 +8,7 @@ pub mod contract;
 pub mod error;
 pub mod schema;
 pub mod store;
+pub mod wire;
 
 pub use compat::Level;
 pub use error::{RegistryError, Result};

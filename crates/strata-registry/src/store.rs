@@ -583,6 +583,8 @@ impl Registry {
         if !problems.is_empty() {
             return Err(RegistryError::incompatible(subject, &problems));
         }
+        self.check_bound_tables(subject, &parsed, &rows_before)
+            .await?;
 
         let mut tx = self.write().await?;
         // another writer may have registered meanwhile
@@ -690,6 +692,85 @@ impl Registry {
         .await?;
         tx.commit().await?;
         Ok((id, version))
+    }
+
+    /// Refuses (409) a new version of a subject bound to tables when it would change the
+    /// Delta type of a column an earlier version gave them (deltalake cannot change a column's
+    /// type in place), or when it cannot give columns at all. Names each table and column.
+    async fn check_bound_tables(
+        &self,
+        subject: &str,
+        new: &Parsed,
+        rows: &[Registered],
+    ) -> Result<()> {
+        let tables: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT c.table_id, t.catalog || '.' || t.schema || '.' || t.name \
+             FROM contracts c LEFT JOIN tables t ON t.table_id = c.table_id \
+             WHERE c.subject = ? ORDER BY 2",
+        )
+        .bind(subject)
+        .fetch_all(&self.pool)
+        .await?;
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = tables
+            .into_iter()
+            .map(|(id, name)| name.unwrap_or(id))
+            .collect();
+        let refuse = |details: String| {
+            RegistryError::new(
+                409,
+                409,
+                format!(
+                    "Schema being registered is incompatible with table(s) {} bound to subject \"{subject}\": {details}",
+                    names.join(", ")
+                ),
+            )
+        };
+        let new_columns = crate::contract::schema_columns(subject, new).map_err(|e| {
+            refuse(format!(
+                "{}; a contract's schema must give columns",
+                e.message
+            ))
+        })?;
+        // the type each column got from the earliest version (soft-deleted ones included: their
+        // columns stay in the tables)
+        let mut earlier: Vec<(String, arrow::datatypes::DataType, i64)> = Vec::new();
+        for r in rows {
+            let Ok(p) = self.parse_stored(r).await else {
+                continue;
+            };
+            let Ok(cols) = crate::contract::schema_columns(subject, &p) else {
+                continue;
+            };
+            for (n, t) in cols {
+                if !earlier.iter().any(|(e, _, _)| *e == n) {
+                    earlier.push((n, t, r.version));
+                }
+            }
+        }
+        let changed: Vec<String> = new_columns
+            .iter()
+            .filter_map(|(n, t)| {
+                let (_, old, v) = earlier.iter().find(|(e, _, _)| e == n)?;
+                (old != t).then(|| {
+                    format!(
+                        "column {n} is {} (version {v}) but this schema makes it {}",
+                        strata_core::types::type_name(old),
+                        strata_core::types::type_name(t)
+                    )
+                })
+            })
+            .collect();
+        if changed.is_empty() {
+            Ok(())
+        } else {
+            Err(refuse(format!(
+                "{}; deltalake cannot change a column's type in place: register the new type under a new field name, or unbind the contract first",
+                changed.join("; ")
+            )))
+        }
     }
 
     // ---- deleting -----------------------------------------------------------------------

@@ -742,40 +742,51 @@ fn the_registry_commands_work_on_the_lakehouse_directly() {
     assert!(err.contains("/no/such.avsc"), "{err}");
 }
 
+/// Writes `schema` to a file in `tmp`, registers it under `subject` with the CLI and binds it to
+/// `table`; the bind command's output.
+fn register_and_bind(dir: &Path, tmp: &Path, subject: &str, schema: &Value, table: &str) -> String {
+    let file = tmp.join(format!("{subject}.avsc"));
+    std::fs::write(&file, schema.to_string()).unwrap();
+    ok(
+        dir,
+        &["registry", "register", subject, file.to_str().unwrap()],
+    );
+    ok(dir, &["contract", "bind", table, subject])
+}
+
+/// Writes `lines` to `data/file` and ingests the folder `data` into `table`.
+fn ingest_lines(dir: &Path, data: &Path, file: &str, lines: &[&str], table: &str) {
+    std::fs::create_dir_all(data).unwrap();
+    std::fs::write(data.join(file), lines.join("\n")).unwrap();
+    ok(dir, &["ingest", data.to_str().unwrap(), "--into", table]);
+}
+
 #[test]
 fn a_contract_stops_every_non_conforming_record_before_bronze() {
     let (t, dir) = lakehouse();
     let schema = t.path().join("event.avsc");
-    std::fs::write(
-        &schema,
-        json!({"type": "record", "name": "Event", "fields": [
+    let out = register_and_bind(
+        &dir,
+        t.path(),
+        "events-value",
+        &json!({"type": "record", "name": "Event", "fields": [
             {"name": "id", "type": "long"},
             {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["view", "click"]}},
             {"name": "amount", "type": "double"},
             {"name": "note", "type": ["null", "string"], "default": null}
-        ]})
-        .to_string(),
-    )
-    .unwrap();
-    ok(
-        &dir,
-        &[
-            "registry",
-            "register",
-            "events-value",
-            schema.to_str().unwrap(),
-        ],
+        ]}),
+        "bronze.events",
     );
-    let out = ok(&dir, &["contract", "bind", "bronze.events", "events-value"]);
     assert!(
         out.contains("bound to events-value (version 1, 4 columns), violations quarantine"),
         "{out}"
     );
     let data = t.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(
-        data.join("a.ndjson"),
-        [
+    ingest_lines(
+        &dir,
+        &data,
+        "a.ndjson",
+        &[
             r#"{"id": 1, "kind": "view", "amount": 2.5}"#,
             r#"{"id": 2, "kind": "click", "amount": 3, "note": "n"}"#,
             r#"{"id": 3, "kind": "view"}"#,
@@ -783,13 +794,8 @@ fn a_contract_stops_every_non_conforming_record_before_bronze() {
             r#"{"id": 5, "kind": "buy", "amount": 1.0, "coupon": "X"}"#,
             r#"{"id": 6, "kind": "#,
             r#"{"id": 7, "kind": "click", "amount": 0.5, "note": null}"#,
-        ]
-        .join("\n"),
-    )
-    .unwrap();
-    ok(
-        &dir,
-        &["ingest", data.to_str().unwrap(), "--into", "bronze.events"],
+        ],
+        "bronze.events",
     );
     let rows = crate::query(
         &dir,
@@ -894,6 +900,69 @@ fn a_contract_stops_every_non_conforming_record_before_bronze() {
         &["--format", "json", "contract", "show", "bronze.events"],
     );
     assert!(show.contains("\"on_violation\": \"fail\""), "{show}");
+
+    // a version that changes a bound column's Delta type is refused with 409 (long to double is
+    // a compatible promotion, but deltalake cannot change the column in place)
+    let fields = |id_type: &str, extra: Value| {
+        let mut f = vec![
+            json!({"name": "id", "type": id_type}),
+            json!({"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["view", "click"]}}),
+            json!({"name": "amount", "type": "double"}),
+            json!({"name": "note", "type": ["null", "string"], "default": null}),
+        ];
+        if !extra.is_null() {
+            f.push(extra);
+        }
+        json!({"type": "record", "name": "Event", "fields": f}).to_string()
+    };
+    std::fs::write(&schema, fields("double", Value::Null)).unwrap();
+    let err = fails(
+        &dir,
+        &[
+            "registry",
+            "register",
+            "events-value",
+            schema.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("lakehouse.bronze.events")
+            && err.contains("column id is BIGINT (version 1) but this schema makes it DOUBLE"),
+        "{err}"
+    );
+    let versions = ok(&dir, &["registry", "versions", "events-value"]);
+    assert!(!versions.contains('2'), "{versions}");
+    // a version that only adds a field evolves the table at the next ingest
+    std::fs::write(
+        &schema,
+        fields(
+            "long",
+            json!({"name": "channel", "type": ["null", "string"], "default": null}),
+        ),
+    )
+    .unwrap();
+    ok(
+        &dir,
+        &[
+            "registry",
+            "register",
+            "events-value",
+            schema.to_str().unwrap(),
+        ],
+    );
+    std::fs::remove_file(data.join("b.ndjson")).unwrap();
+    ingest_lines(
+        &dir,
+        &data,
+        "c.ndjson",
+        &[r#"{"id": 10, "kind": "view", "amount": 1, "channel": "web"}"#],
+        "bronze.events",
+    );
+    let rows = crate::query(
+        &dir,
+        "SELECT id, channel FROM bronze.events WHERE channel IS NOT NULL",
+    );
+    assert_eq!(rows, vec![json!({"id": 10, "channel": "web"})]);
 }
 
 fn hex_bytes(h: &str) -> Vec<u8> {
@@ -1060,5 +1129,169 @@ print(json.dumps({"msgs": msgs}))
             .unwrap()
             .starts_with("http:key-"),
         "{q:?}"
+    );
+
+    // a second version adds a timestamp and a field with a default: the serializer registers
+    // it; messages written with version 1 are resolved to it (the default fills the gap), a
+    // timestamp-millis lands as TIMESTAMP from the wire and from an epoch number in NDJSON
+    let v2 = json!({"type": "record", "name": "Event", "fields": [
+        {"name": "id", "type": "long"}, {"name": "kind", "type": "string"},
+        {"name": "amount", "type": "double"},
+        {"name": "at", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}], "default": null},
+        {"name": "channel", "type": "string", "default": "web"}]})
+    .to_string();
+    let out = py(
+        r#"
+import datetime, json, sys
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import SerializationContext, MessageField
+ser = AvroSerializer(SchemaRegistryClient({"url": sys.argv[1]}), sys.argv[2])
+ctx = SerializationContext("events", MessageField.VALUE)
+at = datetime.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.timezone.utc)
+print(json.dumps({"msg": ser({"id": 30, "kind": "view", "amount": 1.0, "at": at, "channel": "app"}, ctx).hex()}))
+"#,
+        &[&server.url(), &v2],
+    );
+    let mut body = Vec::new();
+    for m in [msgs[0].clone(), hex_bytes(out["msg"].as_str().unwrap())] {
+        body.extend_from_slice(&(m.len() as u32).to_be_bytes());
+        body.extend_from_slice(&m);
+    }
+    let (s, r) = http(
+        p,
+        "POST",
+        "/api/v1/tables/bronze.events/records",
+        &avro,
+        Some(&body),
+    );
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&r));
+    let (s, r) = http(
+        p,
+        "POST",
+        "/api/v1/tables/bronze.events/records",
+        &[("Content-Type", "application/x-ndjson")],
+        Some(br#"{"id": 40, "kind": "view", "amount": 1, "at": 1700000000123, "channel": "app"}"#),
+    );
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&r));
+    let rows = crate::query(
+        &dir,
+        "SELECT id, channel, CAST(round(date_part('epoch', at) * 1000) AS BIGINT) AS at_ms \
+         FROM bronze.events WHERE channel IS NOT NULL ORDER BY id",
+    );
+    assert_eq!(
+        rows,
+        vec![
+            json!({"id": 1, "channel": "web"}),
+            json!({"id": 30, "channel": "app", "at_ms": 1767323045678i64}),
+            json!({"id": 40, "channel": "app", "at_ms": 1700000000123i64}),
+        ]
+    );
+    let cols = crate::query(
+        &dir,
+        "SELECT data_type FROM system.columns WHERE full_name = 'lakehouse.bronze.events' AND column_name = 'at'",
+    );
+    assert_eq!(cols[0]["data_type"], "TIMESTAMP", "{cols:?}");
+    assert_eq!(
+        crate::query(&dir, "SELECT count(*) AS n FROM quarantine.events")[0]["n"],
+        1
+    );
+}
+
+#[test]
+fn a_contract_types_nested_fields_timestamps_dates_and_decimals() {
+    let (t, dir) = lakehouse();
+    register_and_bind(
+        &dir,
+        t.path(),
+        "people-value",
+        &json!({"type": "record", "name": "Person", "fields": [
+            {"name": "id", "type": "long"},
+            {"name": "address", "type": {"type": "record", "name": "Address", "fields": [
+                {"name": "city", "type": "string"},
+                {"name": "zip", "type": ["null", "string"], "default": null}]}},
+            {"name": "tags", "type": {"type": "array", "items": "string"}},
+            {"name": "attrs", "type": {"type": "map", "values": "long"}},
+            {"name": "seen", "type": {"type": "array", "items": {"type": "long", "logicalType": "timestamp-millis"}}},
+            {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+            {"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}}
+        ]}),
+        "bronze.people",
+    );
+    let cols = crate::query(
+        &dir,
+        "SELECT column_name, data_type FROM system.columns WHERE full_name = 'lakehouse.bronze.people' \
+         AND column_name IN ('address', 'tags', 'attrs', 'seen', 'day', 'price') ORDER BY column_name",
+    );
+    let types: Vec<(&str, &str)> = cols
+        .iter()
+        .map(|c| {
+            (
+                c["column_name"].as_str().unwrap(),
+                c["data_type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            ("address", "STRUCT<city: STRING, zip: STRING>"),
+            ("attrs", "MAP<STRING, BIGINT>"),
+            ("day", "DATE"),
+            ("price", "DECIMAL(10,2)"),
+            ("seen", "ARRAY<TIMESTAMP>"),
+            ("tags", "ARRAY<STRING>"),
+        ]
+    );
+    ingest_lines(
+        &dir,
+        &t.path().join("people"),
+        "a.ndjson",
+        &[
+            r#"{"id": 1, "address": {"city": "Oslo"}, "tags": ["a", "b"], "attrs": {"x": 1}, "seen": [1700000000123, "2026-01-01T00:00:00Z"], "day": 20000, "price": "12.34"}"#,
+            r#"{"id": 2, "address": {"city": "Rome", "zip": "00100"}, "tags": [], "attrs": {}, "seen": [], "day": "2026-12-02", "price": 5}"#,
+            r#"{"id": 3, "address": {"zip": "1"}, "tags": [1], "attrs": {"x": "y"}, "seen": [], "day": 1, "price": "1"}"#,
+        ],
+        "bronze.people",
+    );
+    let rows = crate::query(
+        &dir,
+        "SELECT id, address['city'] AS city, address['zip'] AS zip, cardinality(tags) AS tags, \
+         attrs['x'] AS x, CAST(round(date_part('epoch', seen[1]) * 1000) AS BIGINT) AS seen1, \
+         CAST(day AS STRING) AS day, CAST(price AS STRING) AS price, _rescued_data \
+         FROM bronze.people ORDER BY id",
+    );
+    assert_eq!(
+        rows,
+        vec![
+            json!({"id": 1, "city": "Oslo", "tags": 2, "x": 1, "seen1": 1700000000123i64, "day": "2024-10-04", "price": "12.34"}),
+            json!({"id": 2, "city": "Rome", "zip": "00100", "tags": 0, "day": "2026-12-02", "price": "5.00"}),
+        ]
+    );
+    let q = crate::query(&dir, "SELECT _stage, _reason FROM quarantine.people");
+    assert_eq!(q.len(), 1, "{q:?}");
+    let reason = q[0]["_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("'address.city'")
+            && reason.contains("field 'tags[0]': expected a string")
+            && reason.contains("field 'attrs.x': expected a long"),
+        "{reason}"
+    );
+    // the nested columns are real Delta types: Python deltalake reads them as such
+    let out = crate::py(
+        r#"
+import json, sys
+from deltalake import DeltaTable
+t = DeltaTable(sys.argv[1]).to_pyarrow_table()
+rows = sorted(t.select(["id", "address", "tags", "attrs"]).to_pylist(), key=lambda r: r["id"])
+print(json.dumps({"types": {f.name: str(f.type) for f in t.schema if f.name in ("address", "tags", "attrs")},
+                  "first": {"address": rows[0]["address"], "tags": rows[0]["tags"], "attrs": rows[0]["attrs"]}}))
+"#,
+        &[dir.join("lakehouse/bronze/people").to_str().unwrap()],
+    );
+    assert_eq!(
+        out["first"],
+        json!({"address": {"city": "Oslo", "zip": null}, "tags": ["a", "b"], "attrs": [["x", 1]]}),
+        "{out}"
     );
 }

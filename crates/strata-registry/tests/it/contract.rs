@@ -72,7 +72,10 @@ fn contract_columns_follow_the_type_map() {
                 "at".to_string(),
                 DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
             ),
-            ("tags".to_string(), DataType::Utf8),
+            (
+                "tags".to_string(),
+                strata_core::source_types::list_type(DataType::Utf8)
+            ),
         ]
     );
     let j = contract(
@@ -93,4 +96,40 @@ fn contract_columns_follow_the_type_map() {
     assert!(v.contains("\"n\" is a required property"), "{v}");
     assert!(v.contains("/x"), "{v}");
     assert!(v.contains("y"), "{v}");
+}
+
+#[test]
+fn epoch_numbers_become_iso_text_at_the_top_level_and_inside_nested_values() {
+    let c = contract(
+        SchemaKind::Avro,
+        json!({"type": "record", "name": "R", "fields": [
+            {"name": "at", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}]},
+            {"name": "visits", "type": {"type": "array", "items": {"type": "record", "name": "Visit",
+                "fields": [{"name": "day", "type": {"type": "int", "logicalType": "date"}},
+                           {"name": "n", "type": "long"}]}}},
+            {"name": "n", "type": "long"}
+        ]}),
+    );
+    let fields = c.epoch_fields();
+    assert_eq!(fields.len(), 2, "{fields:?}");
+    assert_eq!(fields[0].0, "at");
+    assert!(fields[0].1.is_some());
+    assert_eq!(fields[1], ("visits".to_string(), None));
+    let mut v = json!([{"day": 1, "n": 7}, {"day": "2026-01-01", "n": 8}]);
+    assert!(c.nested_epochs_to_text("visits", &mut v));
+    assert_eq!(
+        v,
+        json!([{"day": "1970-01-02", "n": 7}, {"day": "2026-01-01", "n": 8}])
+    );
+    // ISO text conforms where an epoch number does; other text does not
+    let ok =
+        json!({"at": "2026-01-01T00:00:00Z", "visits": [{"day": "2026-01-01", "n": 1}], "n": 1});
+    assert!(c.violations(&ok).is_empty(), "{:?}", c.violations(&ok));
+    let bad = json!({"at": "yesterday", "visits": [{"day": "soon", "n": 1}], "n": 1});
+    let all = c.violations(&bad).join("\n");
+    assert!(all.contains("field 'at'"), "{all}");
+    assert!(
+        all.contains("field 'visits[0].day': expected a date"),
+        "{all}"
+    );
 }
