@@ -26,6 +26,8 @@ import os
 import platform
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -53,6 +55,11 @@ APPENDS = 1200
 APPEND_ROWS = 1000
 TRAVEL_VERSION = 537
 RSS_VERSIONS = (100, 1200)
+# Workload g: requests per operation (lookups, registrations, pushes) and records per push.
+G_REQUESTS = {"xs": {"lookup": 1000, "register": 50, "push": 8},
+              "s": {"lookup": 20000, "register": 1000, "push": 100}}
+G_PUSH_RECORDS = 1000
+G_CONCURRENCY = {"lookup": 8, "register": 8, "push": 4}
 # Sizes at which the 1M-row MERGE runs too.
 BIG_MERGE_SIZES = {"s", "m"}
 
@@ -824,6 +831,165 @@ class Harness:
                     f"{RSS_VERSIONS[0]}: {lo / 1024:.1f} MiB (ratio {hi / lo:.3f}; target <= 1.10)")
             print(note, flush=True)
 
+    # ------------------------------------------------------------ workload g
+
+    @staticmethod
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    @staticmethod
+    def proc_usage(pid: int) -> tuple[float, int]:
+        """A live process's CPU seconds so far and its peak RSS (KiB), from /proc."""
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        hwm = 0
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1])
+        return cpu, hwm
+
+    def start_server(self, cmd: list[str], port: int, tag: str, env: dict | None = None):
+        self.seq += 1
+        base = os.path.join(self.logs, f"{self.seq:04d}-{tag}")
+        out, err = open(base + ".out", "wb"), open(base + ".err", "wb")
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=self.work)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if p.poll() is not None:
+                raise BenchError(f"{' '.join(cmd)} exited with {p.returncode}: "
+                                 f"{open(base + '.err', errors='replace').read()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
+                    c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    if c.recv(64).startswith(b"HTTP/1.1 200"):
+                        return p
+            except OSError:
+                time.sleep(0.1)
+        p.kill()
+        raise BenchError(f"{' '.join(cmd)} did not answer /health within 60 s")
+
+    @staticmethod
+    def stop_server(p) -> None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise BenchError("the server did not stop within 120 s of SIGTERM")
+        if p.returncode != 0:
+            raise BenchError(f"the server exited with {p.returncode} after SIGTERM")
+
+    def workload_g(self) -> None:
+        """The registry and push ingest over HTTP: `strata serve` and the floors' minimal axum
+        server, driven by the same load generator (floors load, one thread, keep-alive
+        connections): schema lookups by id, registrations of new schemas, NDJSON pushes of
+        1 000 records. The measured time is the load generator's; CPU and peak RSS are the
+        server's, read from /proc around each operation."""
+        if not self.floors:
+            self.notes.append("g: skipped, the load generator is in the floors binary")
+            print("  g skipped: no floors binary (it holds the load generator)", flush=True)
+            return
+        counts = G_REQUESTS.get(self.size, G_REQUESTS["s"])
+        first = sorted(f for f in os.listdir(self.data) if f.endswith(".ndjson"))[0]
+        with open(os.path.join(self.data, first), "rb") as fh:
+            lines = [next(fh) for _ in range(G_PUSH_RECORDS)]
+        body = os.path.join(self.work, "g-push.ndjson")
+        with open(body, "wb") as fh:
+            fh.writelines(lines)
+        schema_file = os.path.join(self.work, "g-schema.avsc")
+        with open(schema_file, "w") as fh:
+            json.dump({"type": "record", "name": "Event", "namespace": "bench", "fields": [
+                {"name": "event_id", "type": "string"}, {"name": "user_id", "type": "long"},
+                {"name": "amount", "type": ["null", "double"], "default": None}]}, fh)
+        new_schema = json.dumps({"schema": json.dumps(
+            {"type": "record", "name": "R{n}", "fields": [{"name": "f{n}", "type": "long"}]})})
+        engines = ["strata", "floor"]
+        recs: dict[str, list[dict]] = {op: [] for op in counts}
+
+        def ops(base: str) -> list[tuple[str, list[str]]]:
+            return [
+                ("lookup", ["--url", f"{base}/schemas/ids/1"]),
+                ("register", ["--url", f"{base}/subjects/bench-{{n}}-value/versions", "--method", "POST",
+                              "--body-template", new_schema]),
+                ("push", ["--url", f"{base}/api/v1/tables/bronze.pushed/records", "--method", "POST",
+                          "--body", body, "--content-type", "application/x-ndjson", "--warmup", "0"]),
+            ]
+
+        def serve_once(engine: str, run: int, order: list[str]) -> None:
+            port = self.free_port()
+            lake = os.path.join(self.work, "g", f"{engine}-r{run}")
+            rmtree(lake)
+            if engine == "strata":
+                self.strata(["init", lake], f"g-init-r{run}", json_out=False)
+                self.strata(["registry", "register", "bench-value", schema_file], f"g-schema-r{run}",
+                            json_out=False, lake=lake)
+                cmd = [self.strata_bin, "--lakehouse", lake, "serve", "--port", str(port)]
+                server = self.start_server(cmd, port, f"g-serve-strata-r{run}", env=self.strata_env())
+            else:
+                cmd = [self.floors, "serve", "--port", str(port), "--dir", lake]
+                server = self.start_server(cmd, port, f"g-serve-floor-r{run}")
+            try:
+                for op, args in ops(f"http://127.0.0.1:{port}"):
+                    n = counts[op]
+                    try:
+                        cpu0, _ = self.proc_usage(server.pid)
+                        m = self.floor(["load", *args, "--requests", str(n), "--concurrency",
+                                        str(G_CONCURRENCY[op])], f"g-{op}-{engine}-r{run}")
+                        cpu1, hwm = self.proc_usage(server.pid)
+                        rep = m["report"]
+                        if rep["ok"] != n:
+                            raise BenchError(f"{n - rep['ok']} of {n} requests failed: {rep['statuses']}; "
+                                             f"first: {rep['first_error']}")
+                        m.update({"cpu_s": cpu1 - cpu0, "maxrss_kib": hwm, "cmd": cmd,
+                                  "op_source": "the load generator's time"})
+                        if op == "push":
+                            rows = n * G_PUSH_RECORDS
+                            res = {"records": rep["landed"] + rep["quarantined"]}
+                        else:
+                            rows = n
+                            res = {"ok": rep["ok"]} if op == "lookup" else {"ok": rep["ok"],
+                                                                             "distinct_ids": rep["distinct_ids"]}
+                        extra = {"load": rep, "requests": n,
+                                 "requests_per_s": rep["requests_per_s"]}
+                        recs[op].append(self.record("g", op, engine, run, m, rows, res, order, extra))
+                    except Exception as e:  # noqa: BLE001
+                        recs[op].append(self.failed("g", op, engine, run, e, order))
+            finally:
+                self.stop_server(server)
+            if engine == "strata":
+                # every landed record is in bronze.pushed after the server stopped
+                pushed = [r for r in recs["push"] if r["engine"] == "strata" and r["run"] == run
+                          and "error" not in r]
+                if pushed:
+                    got = self.sql("SELECT count(*) AS n FROM bronze.pushed", f"g-count-r{run}", lake=lake)
+                    n = int(got["json"][0]["n"])
+                    landed = pushed[0]["extra"]["load"]["landed"]
+                    if n != landed:
+                        pushed[0]["agree"] = False
+                        self.problems.append(f"g/push run {run}: bronze.pushed holds {n} rows, the answers "
+                                             f"said {landed} landed")
+            rmtree(lake)
+
+        for run in self.runs():
+            for engine in self.rotate(engines, run):
+                try:
+                    serve_once(engine, run, self.rotate(engines, run))
+                except Exception as e:  # noqa: BLE001
+                    for op in counts:
+                        recs[op].append(self.failed("g", op, engine, run, e, self.rotate(engines, run)))
+        self.agree(recs["lookup"], "g/lookup (answers 200)", lambda r: r, {"ok": counts["lookup"]}, skip=())
+        self.agree(recs["register"], "g/register (answers 200, each a new id)", lambda r: r,
+                   {"ok": counts["register"], "distinct_ids": counts["register"]}, skip=())
+        self.agree(recs["push"], "g/push (records landed or quarantined)", lambda r: r,
+                   {"records": counts["push"] * G_PUSH_RECORDS}, skip=())
+        for op in counts:
+            self.write(recs[op])
+
     # ------------------------------------------------------------------ main
 
     def run(self) -> int:
@@ -832,8 +998,8 @@ class Harness:
         for n in self.notes:
             print("note: " + n, flush=True)
         steps = {"a": self.workload_a, "b": self.workload_b, "d": self.workload_d, "c": self.workload_c,
-                 "e": self.workload_e, "f": self.workload_f}
-        for w in [w for w in "abdcef" if w in self.a.workloads]:
+                 "e": self.workload_e, "f": self.workload_f, "g": self.workload_g}
+        for w in [w for w in "abdcefg" if w in self.a.workloads]:
             print(f"workload {w}", flush=True)
             try:
                 steps[w]()
@@ -863,13 +1029,13 @@ def main() -> int:
     p.add_argument("--runs", type=int, required=True)
     p.add_argument("--warmup", type=int, choices=[0, 1], default=1)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--workloads", default="abcdef")
+    p.add_argument("--workloads", default="abcdefg")
     p.add_argument("--results", required=True, help="JSON lines are appended here")
     p.add_argument("--command", default=" ".join(sys.argv))
     a = p.parse_args()
     a.warmup = bool(a.warmup)
-    if not a.workloads or set(a.workloads) - set("abcdef"):
-        p.error("--workloads takes letters among a, b, c, d, e and f")
+    if not a.workloads or set(a.workloads) - set("abcdefg"):
+        p.error("--workloads takes letters among a, b, c, d, e, f and g")
     if a.runs < 1:
         p.error("--runs must be at least 1")
     return Harness(a).run()

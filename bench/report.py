@@ -34,6 +34,7 @@ WORKLOADS = {
     "d": "Gold aggregations over silver.events",
     "e": "30 expectations over silver.events in one pass",
     "f": "1 200 small appends, then reading the latest version and version 537",
+    "g": "the schema registry and push ingest over HTTP: strata serve against a minimal axum server",
 }
 OPS = {
     "ingest": "ingest every line of the files",
@@ -49,6 +50,10 @@ OPS = {
     "count_v537": "open version 537 and count its rows",
     "rss_v100": "Strata: SELECT count(*) .. VERSION AS OF 100",
     "rss_v1200": "Strata: SELECT count(*) .. VERSION AS OF 1200",
+    "lookup": "GET /schemas/ids/1 (a consumer's lookup), 8 connections; rows = requests",
+    "register": "POST /subjects/bench-N-value/versions, a new schema each, 8 connections; rows = requests",
+    "push": "POST /api/v1/tables/bronze.pushed/records, 1 000 NDJSON records each, 4 connections; "
+            "rows = records",
 }
 LABELS = {
     ("a", "strata"): "Strata: strata ingest (bronze Delta)",
@@ -69,6 +74,7 @@ LABELS = {
     ("f", "strata"): "Strata",
     ("f", "deltalake"): "deltalake (Python)",
     ("f", "polars"): "Polars scan_delta",
+    ("g", "strata"): "Strata: strata serve",
 }
 # Engines that are no peer: Strata itself, the floors, and the no-Delta ceiling of workload a.
 NOT_PEERS = {"strata", "floor"}
@@ -285,6 +291,8 @@ TARGETS = [
 TARGET_TEXT = dict(TARGETS)
 MERGE_OPS = ["merge_10k", "merge_1m"]
 AGG_OPS = ["agg_low", "agg_high"]
+# Workload g has no targets: its rows are shown for information, as ratios to the floor.
+G_OPS = ["lookup", "register", "push"]
 
 
 # Short engine names for the targets' sentences.
@@ -511,6 +519,14 @@ def evaluate_targets(rs: list[dict], notes: dict) -> list[dict]:
         return (f"Strata {s:.1f} commits/s, floor {f:.1f} commits/s",
                 judge(s / f, 0.75, "min", "the floor's commits/s"))
 
+    def g(op):
+        def go():
+            s, f = t.rows_per_s("g", op, "strata"), t.rows_per_s("g", op, "floor")
+            unit = "records/s" if op == "push" else "requests/s"
+            return (f"Strata {fmt_rate(s)} {unit}, the minimal axum server {fmt_rate(f)} {unit}",
+                    (None, f"{fmt_x(s / f)} the floor's {unit}"))
+        return go
+
     def f3():
         lo, hi = t.rss_bytes("f", "rss_v100", "strata"), t.rss_bytes("f", "rss_v1200", "strata")
         return (f"Strata's peak RSS {fmt_bytes(hi)} at version 1200, {fmt_bytes(lo)} at version 100",
@@ -532,6 +548,8 @@ def evaluate_targets(rs: list[dict], notes: dict) -> list[dict]:
     row("f1", "count_latest", f1("count_latest", info=True), info=True)
     row("f2", None, f2)
     row("f3", None, f3)
+    for op in G_OPS:
+        row("g", op, g(op), info=True)
     return rows
 
 
@@ -705,6 +723,15 @@ def main() -> int:
                         if stats[e]["op_s"] and commits:
                             md.append(f"- {label(w, e)}: {commits / stats[e]['op_s']:.1f} commits/s "
                                       f"({commits} commits / median in-process time)")
+                    md.append("")
+                if w == "g":
+                    for e in engine_order(stats):
+                        rep = (stats[e]["extra"] or {}).get("load") or {}
+                        if rep:
+                            md.append(f"- {label(w, e)}: {fmt_rate(rep['requests_per_s'])} requests/s, latency "
+                                      f"p50 {rep['p50_ms']:.1f} ms, p99 {rep['p99_ms']:.1f} ms "
+                                      f"({rep['concurrency']} connections; first measured run); CPU and peak "
+                                      "RSS are the server's")
                     md.append("")
                 if op.startswith("rss"):
                     rss_rows += [(e, f"{label(w, e)}, version {op[5:]}", stats[e]["rss_mib"], None)

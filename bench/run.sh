@@ -7,7 +7,8 @@
 #   bench/run.sh m                10M rows in 64 files: 1 warm-up + 3 runs
 #   bench/run.sh s --runs 7       another number of runs (1 run means no warm-up)
 #   bench/run.sh s --workloads ad only some workloads (a ingest, b bronze to silver, c merge,
-#                                 d gold, e expectations, f appends; default abcdef)
+#                                 d gold, e expectations, f appends, g registry and push over
+#                                 HTTP; default abcdefg)
 #
 # Environment: STRATA_BIN (the strata binary; default the release build in
 # ${CARGO_TARGET_DIR:-~/.cache/strata-target}), STRATA_BENCH_FLOORS (the `floors` binary of
@@ -33,18 +34,18 @@ case "$size" in
   m) rows=10000000 files=64 runs=3 ;;
   *) usage ;;
 esac
-workloads=abcdef
+workloads=abcdefg
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs="${2:?--runs needs a number}"; shift 2 ;;
     --runs=*) runs="${1#--runs=}"; shift ;;
-    --workloads) workloads="${2:?--workloads needs letters such as abcdef}"; shift 2 ;;
+    --workloads) workloads="${2:?--workloads needs letters such as abcdefg}"; shift 2 ;;
     --workloads=*) workloads="${1#--workloads=}"; shift ;;
     *) echo "run.sh: unknown argument $1" >&2; usage ;;
   esac
 done
 case "$runs" in '' | *[!0-9]* | 0) echo "run.sh: --runs takes a number of at least 1" >&2; exit 2 ;; esac
-case "$workloads" in '' | *[!abcdef]*) echo "run.sh: --workloads takes letters among a, b, c, d, e and f" >&2; exit 2 ;; esac
+case "$workloads" in '' | *[!abcdefg]*) echo "run.sh: --workloads takes letters among a, b, c, d, e, f and g" >&2; exit 2 ;; esac
 warmup=1
 [ "$runs" -eq 1 ] && warmup=0
 

@@ -8,6 +8,9 @@
 //! floors merge   --table DIR --changes DIR --out DIR
 //!                                          rewrite only the target files holding changed keys
 //! floors commits --dir DIR [--n 1200]      fsync'd small writes (a commit each) per second
+//! floors load    --url URL ...             an HTTP load generator (see http.rs)
+//! floors serve   --port P --dir DIR        a minimal axum server with the registry's and push
+//!                                          ingest's routes (see http.rs)
 //! ```
 //!
 //! Each prints one JSON line: `{"floor": ..., "op_s": ..., "rows": ...}`.
@@ -27,6 +30,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde_json::Value;
+
+mod http;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -62,7 +67,21 @@ fn main() {
             &arg(&args, "--dir"),
             opt(&args, "--n").map_or(1200, |n| n.parse().unwrap_or(1200)),
         ),
-        _ => Err("usage: floors ingest|merge|commits (see the source's header)".into()),
+        Some("load") => http::load(http::Load {
+            url: opt(&args, "--url").unwrap_or_default(),
+            method: opt(&args, "--method").unwrap_or_else(|| "GET".into()),
+            body: match (opt(&args, "--body"), opt(&args, "--body-template")) {
+                (Some(file), _) => fs::read_to_string(&file).ok(),
+                (None, template) => template,
+            },
+            content_type: opt(&args, "--content-type")
+                .unwrap_or_else(|| "application/vnd.schemaregistry.v1+json".into()),
+            concurrency: num(&args, "--concurrency", 8) as usize,
+            requests: num(&args, "--requests", 1000),
+            warmup: num(&args, "--warmup", 50),
+        }),
+        Some("serve") => http::serve(num(&args, "--port", 0) as u16, arg(&args, "--dir")),
+        _ => Err("usage: floors ingest|merge|commits|load|serve (see the source's header)".into()),
     };
     if let Err(e) = result {
         eprintln!("floors: {e}");
@@ -74,6 +93,10 @@ fn opt(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn num(args: &[String], name: &str, default: u64) -> u64 {
+    opt(args, name).map_or(default, |n| n.parse().unwrap_or(default))
 }
 
 fn arg(args: &[String], name: &str) -> PathBuf {
