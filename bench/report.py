@@ -5,8 +5,8 @@ size in bench/charts/.
     report.py RESULTS_JSONL... [--out bench/RESULTS.md] [--charts bench/charts]
               [--notes bench/targets-notes.toml]
 
-For each size the latest benchmark run (bench_id) found in the files is reported; warm-up runs
-are left out. Each size gets a "Targets" section (also printed): the performance targets (a1 ..
+For each size and workload the latest benchmark run (bench_id) that measured it is reported (a
+run of some workloads replaces only those); warm-up runs are left out. Each size gets a "Targets" section (also printed): the performance targets (a1 ..
 f3, see TARGETS) with PASS, MISSED or "not measured", judged on the medians the tables show, from
 runs that neither failed nor disagreed; the targets are defined for size s. "What stands in the
 way" of each comes from the notes file (target id = text, or a table of operation = text).
@@ -253,7 +253,7 @@ time, CPU time and peak RSS.
 | wall | the whole process, from fork to exit (includes start-up, Python imports, loading extensions, opening the lakehouse) |
 | CPU | user + system CPU time of the process (`ru_utime + ru_stime` of `os.wait4`) |
 | peak RSS | the process's peak resident set size (`ru_maxrss`) |
-| rows/s | rows of the operation / median in-process time (a: lines of input; b: rows of bronze.events; c: changed rows; d: rows of silver.events; f append: 1 200 000 rows; f counts: the rows counted) |
+| rows/s | rows of the operation / median in-process time (a: lines of input; b: rows of bronze.events; c: changed rows; d: rows of silver.events; f append: 1 200 000 rows; f counts: the rows counted; g: requests, or records for push) |
 | × best peer | median in-process time / the fastest peer's; below 1 is faster than every peer. The no-Delta ceiling of workload a is no peer |
 | × floor | median in-process time / the floor's (bench/floors: the same job with only arrow and parquet, one thread) |
 | agrees | the checker (DuckDB, `bench/check.py`) found this engine's output identical to the others' (and, for workload a, to the source files) |
@@ -661,10 +661,16 @@ def main() -> int:
     if not recs:
         print("report: no results", file=sys.stderr)
         return 1
-    latest: dict[str, str] = {}
+    # per size and workload, the latest run that measured it (a run of some workloads only
+    # replaces those)
+    latest_w: dict[tuple[str, str], str] = {}
     for r in recs:
-        if r["bench_id"] > latest.get(r["size"], ""):
-            latest[r["size"]] = r["bench_id"]
+        key = (r["size"], r["workload"])
+        if r["bench_id"] > latest_w.get(key, ""):
+            latest_w[key] = r["bench_id"]
+    latest: dict[str, str] = {}
+    for (size, _), bid in latest_w.items():
+        latest[size] = max(latest.get(size, ""), bid)
     os.makedirs(a.charts, exist_ok=True)
     md = ["# Strata benchmark results", "",
           f"Written by `bench/report.py` on {dt.date.today().isoformat()} from "
@@ -672,13 +678,21 @@ def main() -> int:
           "How the benchmark works: [README.md](README.md).", "", METHOD]
     order = sorted(latest, key=lambda s: (list(SIZES).index(s) if s in SIZES else 99, s))
     for size in order:
-        rs = [r for r in recs if r["bench_id"] == latest[size]]
-        meta = next(r for r in rs)
+        rs = [r for r in recs if r["size"] == size and r["bench_id"] == latest_w[(size, r["workload"])]]
+        meta = next(r for r in rs if r["bench_id"] == latest[size])
+        runs_used = sorted({(r["bench_id"], r["workload"]) for r in rs})
+        by_run: dict[str, list[str]] = defaultdict(list)
+        for bid, w in runs_used:
+            by_run[bid].append(w)
         m = meta["machine"]
         runs = max((r["run"] for r in rs), default=0)
         warm = any(r.get("warmup") for r in rs)
         md += [f"## Size {size}: {SIZES.get(size, size)}, seed {meta['seed']}", ""]
-        md += [f"- run `{meta['bench_id']}`, {min(r['time'] for r in rs if 'time' in r)} (UTC)",
+        if len(by_run) > 1:
+            md += ["Workloads come from more than one run (each from the latest run that measured it): "
+                   + "; ".join(f"`{bid}`: {', '.join(sorted(ws))}" for bid, ws in sorted(by_run.items()))
+                   + ". The details below are the latest run's.", ""]
+        md += [f"- run `{meta['bench_id']}`, {min(r['time'] for r in rs if 'time' in r and r['bench_id'] == meta['bench_id'])} (UTC)",
                f"- command: `{meta['command']}`",
                f"- git revision: `{meta['git_rev']}`{' (with uncommitted changes)' if meta.get('git_dirty') else ''}",
                f"- machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB memory, {m['os']} {m['kernel']}",

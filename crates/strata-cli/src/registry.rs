@@ -533,7 +533,7 @@ pub async fn contract(lh: &Lakehouse, cmd: ContractCommand, format: Format) -> C
             let mut missing = Vec::new();
             for (n, t) in &columns {
                 match schema.field_with_name(n) {
-                    Ok(f) if f.data_type() != t => {
+                    Ok(f) if !strata_registry::contract::column_fits(f.data_type(), t) => {
                         reg.unbind(&info.table_id).await.map_err(re)?;
                         return Err(crate::CliError {
                             class: strata_core::ErrorClass::Refused,

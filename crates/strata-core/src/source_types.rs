@@ -183,9 +183,15 @@ pub fn to_delta(
             misfits: Vec::new(),
         });
     }
-    if target.is_nested() && array.data_type() == &DataType::Utf8 {
-        if let Some(texts) = array.as_any().downcast_ref::<StringArray>() {
+    if let Some(texts) = array.as_any().downcast_ref::<StringArray>() {
+        if target.is_nested() {
             return json_to_nested(texts, target);
+        }
+        if target == &DataType::Binary {
+            return Ok(Converted {
+                array: Arc::new(text_to_binary(texts)),
+                misfits: Vec::new(),
+            });
         }
     }
     if target == &DataType::Utf8 && needs_text(field) {
@@ -256,10 +262,21 @@ fn json_to_nested(texts: &StringArray, target: &DataType) -> Result<Converted, A
             });
         }
     }
-    // row by row: a value that does not decode is a misfit
+    // row by row: values in STRING positions that are not strings become their JSON text
+    // (arrow-json reads only strings there), and a value that still does not decode is a misfit
     let mut parts: Vec<ArrayRef> = Vec::with_capacity(rows);
     let mut misfits = Vec::new();
-    for (r, line) in lines.iter().enumerate() {
+    for r in 0..rows {
+        let line = if texts.is_null(r) {
+            Some("{}\n".to_string())
+        } else {
+            serde_json::from_str::<serde_json::Value>(texts.value(r))
+                .ok()
+                .map(|mut v| {
+                    text_in_string_positions(&mut v, target);
+                    format!("{{\"v\":{v}}}\n")
+                })
+        };
         match line.as_deref().map(|l| decode(l, 1)) {
             Some(Ok(Some(a))) => parts.push(a),
             _ => {
@@ -273,6 +290,55 @@ fn json_to_nested(texts: &StringArray, target: &DataType) -> Result<Converted, A
         array: arrow::compute::concat(&refs)?,
         misfits,
     })
+}
+
+/// Non-string values at STRING positions of `t` replaced by their JSON text.
+fn text_in_string_positions(v: &mut serde_json::Value, t: &DataType) {
+    use serde_json::Value;
+    match (t, v) {
+        (DataType::Utf8, v) if !v.is_string() && !v.is_null() => {
+            *v = Value::String(v.to_string());
+        }
+        (DataType::Struct(fields), Value::Object(o)) => {
+            for f in fields {
+                if let Some(x) = o.get_mut(f.name()) {
+                    text_in_string_positions(x, f.data_type());
+                }
+            }
+        }
+        (DataType::List(f), Value::Array(items)) => {
+            for x in items {
+                text_in_string_positions(x, f.data_type());
+            }
+        }
+        (DataType::Map(entries, _), Value::Object(o)) => {
+            if let DataType::Struct(kv) = entries.data_type()
+                && kv.len() == 2
+            {
+                for x in o.values_mut() {
+                    text_in_string_positions(x, kv[1].data_type());
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Text as BINARY: each character one byte when every character is below U+0100 (Avro's JSON
+/// encoding of bytes, which ASCII text also is), otherwise the text's UTF-8 bytes.
+fn text_to_binary(texts: &StringArray) -> arrow::array::BinaryArray {
+    texts
+        .iter()
+        .map(|t| {
+            t.map(|t| {
+                if t.chars().all(|c| (c as u32) < 0x100) {
+                    t.chars().map(|c| c as u8).collect::<Vec<u8>>()
+                } else {
+                    t.as_bytes().to_vec()
+                }
+            })
+        })
+        .collect()
 }
 
 /// Whether values of `field` land in a STRING column as text rather than by a cast.

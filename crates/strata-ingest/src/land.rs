@@ -1263,7 +1263,12 @@ impl Run {
                     Place::New => {
                         columns.add(&n, t);
                     }
-                    Place::Column(i) if columns.field(i).data_type() != &t => {
+                    Place::Column(i)
+                        if !strata_registry::contract::column_fits(
+                            columns.field(i).data_type(),
+                            &t,
+                        ) =>
+                    {
                         return Err(Error::Refused(format!(
                             "{}: column {n} is {} but contract {} version {} makes it {t}; \
                              deltalake cannot change a column's type in place",
@@ -1277,11 +1282,17 @@ impl Run {
                 }
             }
         }
-        // contract fields whose epoch numbers become ISO text for their TIMESTAMP/DATE column
+        // contract fields whose epoch numbers become ISO text for their TIMESTAMP/DATE column,
+        // and the defaults a record that lacks the field lands with
         let temporal = self
             .contract
             .as_ref()
             .map(|c| c.epoch_fields())
+            .unwrap_or_default();
+        let defaults = self
+            .contract
+            .as_ref()
+            .map(|c| c.defaults())
             .unwrap_or_default();
         let mut chunk = Chunk::new(&columns);
         let mut writer: Option<FileWriter> = None;
@@ -1373,11 +1384,20 @@ impl Run {
                         continue;
                     }
                 }
-                if let (Some(c), false) = (&self.contract, temporal.is_empty())
+                if let Some(c) = &self.contract
+                    && !(temporal.is_empty() && defaults.is_empty())
                     && let Item::Record(rec) = &mut item
                     && let Body::Fields(fields) = &mut rec.body
                 {
                     epoch_to_text(c, fields, &temporal);
+                    for (name, default) in &defaults {
+                        if !fields.iter().any(|(n, _)| n == name) {
+                            fields.push((
+                                name.clone(),
+                                Some(crate::decode::FieldValue::Json(default.clone())),
+                            ));
+                        }
+                    }
                 }
                 // The item's new fields decide whether it fits this batch.
                 let (new, at): (Vec<(String, DataType)>, String) = match &item {

@@ -3,6 +3,7 @@
 //! columns come from that schema through one type map (DECISIONS.md section 2).
 
 use apache_avro::Schema as AvroSchema;
+use apache_avro::schema::RecordSchema;
 use arrow::datatypes::{DataType, Field, TimeUnit};
 use serde_json::{Map, Value};
 
@@ -58,41 +59,74 @@ impl Contract {
     /// must become text for the column's cast: the field itself (`Some`: its unit), or somewhere
     /// inside a record, array or map (`None`). JSON Schema contracts have none.
     pub fn epoch_fields(&self) -> Vec<(String, Option<Temporal>)> {
+        self.with_root(|r, names| {
+            r.fields
+                .iter()
+                .filter_map(|f| {
+                    if let Some(t) = non_null(&f.schema, names).and_then(temporal) {
+                        Some((f.name.clone(), Some(t)))
+                    } else {
+                        has_temporal(&f.schema, names, &mut Vec::new())
+                            .then(|| (f.name.clone(), None))
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
+    /// `f` applied to the contract's root record and its named types; None for a JSON Schema
+    /// contract or a root that is not a record.
+    fn with_root<T>(&self, f: impl FnOnce(&RecordSchema, &Names) -> T) -> Option<T> {
         if self.schema.kind != SchemaKind::Avro {
-            return Vec::new();
+            return None;
         }
         let all = self.schema.avro();
         let names = Names::of(all.iter().copied());
-        let AvroSchema::Record(r) = names.resolve_ref(all[0]) else {
-            return Vec::new();
-        };
-        r.fields
-            .iter()
-            .filter_map(|f| {
-                if let Some(t) = non_null(&f.schema, &names).and_then(temporal) {
-                    Some((f.name.clone(), Some(t)))
-                } else {
-                    has_temporal(&f.schema, &names, &mut Vec::new()).then(|| (f.name.clone(), None))
-                }
-            })
-            .collect()
+        match names.resolve_ref(all[0]) {
+            AvroSchema::Record(r) => Some(f(r, &names)),
+            _ => None,
+        }
     }
 
     /// Rewrites the epoch numbers inside top-level field `field`'s nested value as ISO text
     /// (see [`Temporal::text`]); whether anything changed.
     pub fn nested_epochs_to_text(&self, field: &str, value: &mut Value) -> bool {
+        self.with_root(|r, names| match r.fields.iter().find(|f| f.name == field) {
+            Some(f) => epochs_to_text(&f.schema, names, value),
+            None => false,
+        })
+        .unwrap_or(false)
+    }
+
+    /// Avro's schema resolution applied to a record already written as JSON (a wire-format
+    /// message, decoded with its writer's schema): a field the record lacks gets the contract's
+    /// default, a field named by one of a contract field's aliases takes the field's name, a
+    /// field the contract does not have is dropped, and an enum symbol the contract lacks
+    /// becomes the enum's default when it has one, in nested records too. Types are left to
+    /// [`Contract::violations`], which applies the promotions.
+    pub fn resolve(&self, record: &mut Value) {
         if self.schema.kind != SchemaKind::Avro {
-            return false;
+            return;
         }
         let all = self.schema.avro();
         let names = Names::of(all.iter().copied());
-        let AvroSchema::Record(r) = names.resolve_ref(all[0]) else {
-            return false;
-        };
-        match r.fields.iter().find(|f| f.name == field) {
-            Some(f) => epochs_to_text(&f.schema, &names, value),
-            None => false,
-        }
+        resolve_value(all[0], &names, record);
+    }
+
+    /// The top-level fields with a default other than null, as JSON text: a record that lacks
+    /// one lands with the default, as an Avro reader would read it.
+    pub fn defaults(&self) -> Vec<(String, String)> {
+        self.with_root(|r, _| {
+            r.fields
+                .iter()
+                .filter_map(|f| {
+                    let d = f.default.as_ref().filter(|d| !d.is_null())?;
+                    Some((f.name.clone(), d.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
     }
 
     /// Every way `record` breaks the contract (empty: it conforms). Each names the field.
@@ -140,7 +174,13 @@ pub fn schema_columns(subject: &str, schema: &Parsed) -> Result<Vec<(String, Dat
             };
             Ok(r.fields
                 .iter()
-                .map(|f| (f.name.clone(), avro_type(&f.schema, &names)))
+                .map(|f| {
+                    let mut open = vec![r.name.fullname(None)];
+                    (
+                        f.name.clone(),
+                        avro_type_in(&f.schema, &names, &mut open, false),
+                    )
+                })
                 .collect())
         }
         SchemaKind::Json => {
@@ -217,6 +257,74 @@ fn temporal(s: &AvroSchema) -> Option<Temporal> {
         AvroSchema::Date => Temporal::Date,
         _ => return None,
     })
+}
+
+/// Whether a table's column of type `existing` can take a contract field of type `wanted`: the
+/// same type, or STRING for a nested type (tables bound before nested fields became STRUCT,
+/// ARRAY and MAP keep their JSON text).
+pub fn column_fits(existing: &DataType, wanted: &DataType) -> bool {
+    existing == wanted || (existing == &DataType::Utf8 && wanted.is_nested())
+}
+
+fn resolve_value(s: &AvroSchema, names: &Names, v: &mut Value) {
+    match (names.resolve_ref(s), v) {
+        (AvroSchema::Record(r), Value::Object(o)) => {
+            for f in &r.fields {
+                if !o.contains_key(&f.name) {
+                    let alias = f
+                        .aliases
+                        .iter()
+                        .flatten()
+                        .find(|a| o.contains_key(a.as_str()))
+                        .cloned();
+                    if let Some(a) = alias
+                        && let Some(x) = o.remove(&a)
+                    {
+                        o.insert(f.name.clone(), x);
+                    } else if let Some(d) = &f.default {
+                        o.insert(f.name.clone(), d.clone());
+                    }
+                }
+                if let Some(x) = o.get_mut(&f.name) {
+                    resolve_value(&f.schema, names, x);
+                }
+            }
+            o.retain(|k, _| r.fields.iter().any(|f| &f.name == k));
+        }
+        (AvroSchema::Array(a), Value::Array(items)) => {
+            for i in items {
+                resolve_value(&a.items, names, i);
+            }
+        }
+        (AvroSchema::Map(m), Value::Object(o)) => {
+            for i in o.values_mut() {
+                resolve_value(&m.types, names, i);
+            }
+        }
+        (AvroSchema::Union(u), v) if !v.is_null() => {
+            // the first branch the value fits once resolved to it
+            for b in u
+                .variants()
+                .iter()
+                .filter(|b| !matches!(b, AvroSchema::Null))
+            {
+                let mut tried = v.clone();
+                resolve_value(b, names, &mut tried);
+                let mut problems = Vec::new();
+                check_avro(b, names, &tried, "", &mut problems);
+                if problems.is_empty() {
+                    *v = tried;
+                    return;
+                }
+            }
+        }
+        (AvroSchema::Enum(e), Value::String(sym)) if !e.symbols.contains(sym) => {
+            if let Some(d) = &e.default {
+                *sym = d.clone();
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Whether a timestamp or date logical type occurs in `s`.
@@ -300,7 +408,7 @@ fn non_null<'a>(s: &'a AvroSchema, names: &'a Names) -> Option<&'a AvroSchema> {
 fn temporal_text_ok(t: Temporal, text: &str) -> bool {
     match t {
         Temporal::Date => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok(),
-        _ => arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(text).is_ok(),
+        _ => arrow::compute::kernels::cast_utils::string_to_datetime(&chrono::Utc, text).is_ok(),
     }
 }
 
@@ -311,15 +419,19 @@ fn temporal_text_ok(t: Temporal, text: &str) -> bool {
 /// child nullable); time, fixed, other unions, records without fields and a record nested in
 /// itself to STRING (JSON text).
 pub fn avro_type(s: &AvroSchema, names: &Names) -> DataType {
-    avro_type_in(s, names, &mut Vec::new())
+    avro_type_in(s, names, &mut Vec::new(), false)
 }
 
-fn avro_type_in(s: &AvroSchema, names: &Names, open: &mut Vec<String>) -> DataType {
+/// `open`: the records being mapped (a record met again inside itself is JSON text);
+/// `nested`: inside a record, array or map, where bytes are STRING holding Avro's JSON
+/// encoding (one character per byte), since arrow-json reads BINARY only as hex.
+fn avro_type_in(s: &AvroSchema, names: &Names, open: &mut Vec<String>, nested: bool) -> DataType {
     match names.resolve_ref(s) {
         AvroSchema::Int | AvroSchema::Long => DataType::Int64,
         AvroSchema::Float | AvroSchema::Double => DataType::Float64,
         AvroSchema::String | AvroSchema::Enum(_) | AvroSchema::Uuid => DataType::Utf8,
         AvroSchema::Boolean => DataType::Boolean,
+        AvroSchema::Bytes if nested => DataType::Utf8,
         AvroSchema::Bytes => DataType::Binary,
         AvroSchema::Decimal(d) if d.precision <= 38 => {
             DataType::Decimal128(d.precision as u8, d.scale as i8)
@@ -338,7 +450,7 @@ fn avro_type_in(s: &AvroSchema, names: &Names, open: &mut Vec<String>) -> DataTy
                 .filter(|v| !matches!(v, AvroSchema::Null))
                 .collect();
             if non_null.len() == 1 {
-                avro_type_in(non_null[0], names, open)
+                avro_type_in(non_null[0], names, open, nested)
             } else {
                 DataType::Utf8
             }
@@ -352,16 +464,16 @@ fn avro_type_in(s: &AvroSchema, names: &Names, open: &mut Vec<String>) -> DataTy
             let fields: Vec<Field> = r
                 .fields
                 .iter()
-                .map(|f| Field::new(&f.name, avro_type_in(&f.schema, names, open), true))
+                .map(|f| Field::new(&f.name, avro_type_in(&f.schema, names, open, true), true))
                 .collect();
             open.pop();
             DataType::Struct(fields.into())
         }
         AvroSchema::Array(a) => {
-            strata_core::source_types::list_type(avro_type_in(&a.items, names, open))
+            strata_core::source_types::list_type(avro_type_in(&a.items, names, open, true))
         }
         AvroSchema::Map(m) => {
-            strata_core::source_types::string_map_type(avro_type_in(&m.types, names, open))
+            strata_core::source_types::string_map_type(avro_type_in(&m.types, names, open, true))
         }
         _ => DataType::Utf8,
     }
@@ -442,6 +554,13 @@ fn check_avro(s: &AvroSchema, names: &Names, v: &Value, at: &str, out: &mut Vec<
                 );
             }
         }
+        AvroSchema::TimeMillis | AvroSchema::TimeMicros if v.is_string() => {
+            if chrono::NaiveTime::parse_from_str(v.as_str().unwrap_or_default(), "%H:%M:%S%.f")
+                .is_err()
+            {
+                mismatch(out, "a time of day (a number, or HH:MM:SS text)");
+            }
+        }
         AvroSchema::Int | AvroSchema::Date | AvroSchema::TimeMillis => {
             if v.as_i64().is_none_or(|i| i32::try_from(i).is_err()) {
                 mismatch(out, "an int (32-bit integer)");
@@ -460,13 +579,25 @@ fn check_avro(s: &AvroSchema, names: &Names, v: &Value, at: &str, out: &mut Vec<
             }
         }
         AvroSchema::Float | AvroSchema::Double => {
-            if !v.is_number() {
+            // Avro's JSON encoding names the values JSON has no number for
+            let special = matches!(v.as_str(), Some("NaN" | "Infinity" | "-Infinity"));
+            if !v.is_number() && !special {
                 mismatch(out, "a number");
             }
         }
         AvroSchema::String | AvroSchema::Uuid => {
             if !v.is_string() {
                 mismatch(out, "a string");
+            }
+        }
+        AvroSchema::Duration if v.is_object() => {
+            let fits = ["months", "days", "millis"].iter().all(|k| {
+                v.get(*k)
+                    .and_then(Value::as_u64)
+                    .is_some_and(|n| u32::try_from(n).is_ok())
+            });
+            if !fits {
+                mismatch(out, "a duration (months, days and millis)");
             }
         }
         AvroSchema::Bytes

@@ -10,41 +10,37 @@ use serde_json::{Map, Value};
 
 use crate::compat::avro::Names;
 use crate::contract::{Contract, Temporal};
-use crate::schema::{Parsed, SchemaKind};
+use crate::schema::Parsed;
 
 /// Decodes one payload (the bytes after the magic byte and the schema id) written with
-/// `writer`. With an Avro contract the record is resolved to the contract's schema: fields the
-/// writer lacks get the contract's defaults, promotions apply, and fields the contract does not
-/// have are dropped, as any Avro reader does. A record that cannot be resolved is returned as
-/// written, so that the contract check names every way it breaks the contract.
+/// `writer`, as JSON. With an Avro contract the record is then resolved to the contract's
+/// latest version by Avro's rules ([`Contract::resolve`]): fields the writer lacks get the
+/// contract's defaults, fields renamed by an alias take the contract's name, fields the
+/// contract does not have are dropped, as any Avro reader does. Types are left for the contract
+/// check, which applies Avro's promotions and names every violation.
 pub fn decode(
     writer: &Parsed,
     payload: &[u8],
     contract: Option<&Contract>,
 ) -> Result<Value, String> {
     let schemas = writer.avro();
-    let Some(root) = schemas.first() else {
+    let Some(root) = schemas.first().copied() else {
         return Err("its schema is not an Avro schema".into());
     };
+    // the name table: the references first, then the root, each name defined before its use
+    let mut named: Vec<&AvroSchema> = schemas[1..].to_vec();
+    named.push(root);
     let mut rest = payload;
-    let value = apache_avro::from_avro_datum_schemata(root, schemas[1..].to_vec(), &mut rest, None)
+    let value = apache_avro::from_avro_datum_schemata(root, named, &mut rest, None)
         .map_err(|e| format!("cannot decode its Avro payload: {e}"))?;
     if !rest.is_empty() {
         return Err(format!("{} bytes left after the record", rest.len()));
     }
-    if let Some(c) = contract
-        && c.schema.kind == SchemaKind::Avro
-    {
-        let reader = c.schema.avro();
-        if let Ok(resolved) = value.clone().resolve_schemata(reader[0], reader.clone()) {
-            return Ok(to_json(
-                resolved,
-                reader[0],
-                &Names::of(reader.iter().copied()),
-            ));
-        }
+    let mut json = to_json(value, root, &Names::of(schemas.iter().copied()));
+    if let Some(c) = contract {
+        c.resolve(&mut json);
     }
-    Ok(to_json(value, root, &Names::of(schemas.iter().copied())))
+    Ok(json)
 }
 
 /// An Avro value as JSON, walking its schema for what the value alone does not say (a
@@ -85,9 +81,7 @@ fn to_json(v: Avro, s: &AvroSchema, names: &Names) -> Value {
             )
         }
         (Avro::Decimal(d), AvroSchema::Decimal(ds)) => match Vec::<u8>::try_from(&d) {
-            Ok(bytes) => decimal_text(&bytes, ds.scale)
-                .map(Value::String)
-                .unwrap_or(Value::Null),
+            Ok(bytes) => Value::String(decimal_text(&bytes, ds.scale)),
             Err(_) => Value::Null,
         },
         (v, _) => scalar(v),
@@ -101,10 +95,8 @@ fn scalar(v: Avro) -> Value {
         Avro::Boolean(b) => Value::Bool(b),
         Avro::Int(i) => Value::from(i),
         Avro::Long(l) => Value::from(l),
-        Avro::Float(f) => serde_json::Number::from_f64(f64::from(f))
-            .map_or_else(|| Value::String(f.to_string()), Value::Number),
-        Avro::Double(d) => serde_json::Number::from_f64(d)
-            .map_or_else(|| Value::String(d.to_string()), Value::Number),
+        Avro::Float(f) => float(f64::from(f)),
+        Avro::Double(d) => float(d),
         // Avro's JSON encoding of bytes: one character per byte
         Avro::Bytes(b) | Avro::Fixed(_, b) => Value::String(b.iter().map(|x| *x as char).collect()),
         Avro::String(s) | Avro::Enum(_, s) => Value::String(s),
@@ -118,8 +110,10 @@ fn scalar(v: Avro) -> Value {
                 .collect::<Map<_, _>>(),
         ),
         Avro::Date(d) => temporal(Temporal::Date, i64::from(d)),
-        Avro::TimeMillis(ms) => Value::String(time_text(i64::from(ms) * 1_000)),
-        Avro::TimeMicros(us) => Value::String(time_text(us)),
+        Avro::TimeMillis(ms) => {
+            time_text(i64::from(ms) * 1_000).map_or(Value::from(ms), Value::String)
+        }
+        Avro::TimeMicros(us) => time_text(us).map_or(Value::from(us), Value::String),
         Avro::TimestampMillis(n) => temporal(Temporal::Instant(TimeUnit::Millisecond), n),
         Avro::TimestampMicros(n) => temporal(Temporal::Instant(TimeUnit::Microsecond), n),
         Avro::TimestampNanos(n) => temporal(Temporal::Instant(TimeUnit::Nanosecond), n),
@@ -127,7 +121,7 @@ fn scalar(v: Avro) -> Value {
         Avro::LocalTimestampMicros(n) => temporal(Temporal::Local(TimeUnit::Microsecond), n),
         Avro::LocalTimestampNanos(n) => temporal(Temporal::Local(TimeUnit::Nanosecond), n),
         Avro::Decimal(d) => match Vec::<u8>::try_from(&d) {
-            Ok(bytes) => decimal_text(&bytes, 0).map_or(Value::Null, Value::String),
+            Ok(bytes) => Value::String(decimal_text(&bytes, 0)),
             Err(_) => Value::Null,
         },
         Avro::BigDecimal(b) => Value::String(b.to_string()),
@@ -140,34 +134,71 @@ fn scalar(v: Avro) -> Value {
     }
 }
 
-/// `HH:MM:SS.ffffff` from microseconds after midnight.
-fn time_text(us: i64) -> String {
-    let (s, frac) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
-    format!(
-        "{:02}:{:02}:{:02}.{frac:06}",
-        s / 3600 % 24,
-        s / 60 % 60,
-        s % 60
-    )
+/// A float as JSON: a number, or Avro's JSON names for the values JSON has no number for.
+fn float(f: f64) -> Value {
+    match serde_json::Number::from_f64(f) {
+        Some(n) => Value::Number(n),
+        None if f.is_nan() => Value::String("NaN".into()),
+        None if f > 0.0 => Value::String("Infinity".into()),
+        None => Value::String("-Infinity".into()),
+    }
 }
 
-/// A decimal's text from its big-endian two's-complement unscaled bytes and its scale.
-fn decimal_text(bytes: &[u8], scale: usize) -> Option<String> {
-    if bytes.len() > 16 {
+/// `HH:MM:SS.ffffff` from microseconds after midnight; None outside one day.
+fn time_text(us: i64) -> Option<String> {
+    if !(0..86_400_000_000).contains(&us) {
         return None;
     }
+    let (s, frac) = (us / 1_000_000, us % 1_000_000);
+    Some(format!(
+        "{:02}:{:02}:{:02}.{frac:06}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    ))
+}
+
+/// A decimal's text from its big-endian two's-complement unscaled bytes (any length) and its
+/// scale.
+fn decimal_text(bytes: &[u8], scale: usize) -> String {
     let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
-    let mut buf = [if negative { 0xff } else { 0 }; 16];
-    buf[16 - bytes.len()..].copy_from_slice(bytes);
-    let n = i128::from_be_bytes(buf);
-    let digits = n.unsigned_abs().to_string();
-    let sign = if n < 0 { "-" } else { "" };
-    if scale == 0 {
-        return Some(format!("{sign}{digits}"));
+    // the magnitude, big-endian: the two's complement negated when negative
+    let mut mag: Vec<u8> = bytes.to_vec();
+    if negative {
+        for b in &mut mag {
+            *b = !*b;
+        }
+        for b in mag.iter_mut().rev() {
+            let (v, carry) = b.overflowing_add(1);
+            *b = v;
+            if !carry {
+                break;
+            }
+        }
     }
-    let padded = format!("{digits:0>width$}", width = scale + 1);
+    // decimal digits by repeated division of the magnitude by 10
+    let mut digits = Vec::new();
+    while mag.iter().any(|b| *b != 0) {
+        let mut rem = 0u32;
+        for b in &mut mag {
+            let cur = (rem << 8) | u32::from(*b);
+            *b = (cur / 10) as u8;
+            rem = cur % 10;
+        }
+        digits.push(b'0' + rem as u8);
+    }
+    if digits.is_empty() {
+        digits.push(b'0');
+    }
+    digits.reverse();
+    let text = String::from_utf8(digits).unwrap_or_default();
+    let sign = if negative { "-" } else { "" };
+    if scale == 0 {
+        return format!("{sign}{text}");
+    }
+    let padded = format!("{text:0>width$}", width = scale + 1);
     let (int, frac) = padded.split_at(padded.len() - scale);
-    Some(format!("{sign}{int}.{frac}"))
+    format!("{sign}{int}.{frac}")
 }
 
 #[cfg(test)]
@@ -176,10 +207,21 @@ mod tests {
 
     #[test]
     fn decimals_and_times_render_as_their_columns_read_them() {
-        assert_eq!(decimal_text(&[0x30, 0x39], 2).as_deref(), Some("123.45"));
-        assert_eq!(decimal_text(&[0xff, 0x85], 3).as_deref(), Some("-0.123"));
-        assert_eq!(decimal_text(&[0x07], 0).as_deref(), Some("7"));
-        assert_eq!(time_text(3_723_000_001), "01:02:03.000001");
+        assert_eq!(decimal_text(&[0x30, 0x39], 2), "123.45");
+        assert_eq!(decimal_text(&[0xff, 0x85], 3), "-0.123");
+        assert_eq!(decimal_text(&[0x07], 0), "7");
+        assert_eq!(decimal_text(&[0x80], 0), "-128");
+        assert_eq!(decimal_text(&[], 2), "0.00");
+        // 2^128, beyond i128: 17 bytes
+        let mut big = vec![0x00, 0x01];
+        big.extend([0u8; 16]);
+        assert_eq!(
+            decimal_text(&big, 0),
+            "340282366920938463463374607431768211456"
+        );
+        assert_eq!(time_text(3_723_000_001).as_deref(), Some("01:02:03.000001"));
+        assert_eq!(time_text(-1), None);
+        assert_eq!(float(f64::NAN), Value::String("NaN".into()));
         assert_eq!(
             Temporal::Instant(TimeUnit::Millisecond)
                 .text(1_700_000_000_123)

@@ -133,3 +133,97 @@ fn epoch_numbers_become_iso_text_at_the_top_level_and_inside_nested_values() {
         "{all}"
     );
 }
+
+/// The Confluent wire payload of `record` (Avro JSON) written with `schema`.
+fn payload(schema: &serde_json::Value, record: &serde_json::Value) -> Vec<u8> {
+    let s = apache_avro::Schema::parse_str(&schema.to_string()).unwrap();
+    let v = apache_avro::types::Value::from(record.clone())
+        .resolve(&s)
+        .unwrap();
+    apache_avro::to_avro_datum(&s, v).unwrap()
+}
+
+#[test]
+fn wire_records_are_decoded_with_their_writer_and_resolved_to_the_contract() {
+    // the writer names a type once and uses it twice (a reference inside its own schema)
+    let writer = json!({"type": "record", "name": "Order", "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["a", "b", "c"]}},
+        {"name": "from", "type": {"type": "record", "name": "Place", "fields": [{"name": "city", "type": "string"}]}},
+        {"name": "to", "type": "Place"},
+        {"name": "legacy", "type": "string"},
+        {"name": "amt", "type": "int"}
+    ]});
+    let parsed = parse(SchemaKind::Avro, &writer.to_string(), &[]).unwrap();
+    let bytes = payload(
+        &writer,
+        &json!({"id": 7, "kind": "c", "from": {"city": "Oslo"}, "to": {"city": "Rome"}, "legacy": "x", "amt": 3}),
+    );
+    let plain = strata_registry::wire::decode(&parsed, &bytes, None).unwrap();
+    assert_eq!(
+        plain,
+        json!({"id": 7, "kind": "c", "from": {"city": "Oslo"}, "to": {"city": "Rome"}, "legacy": "x", "amt": 3})
+    );
+    // the contract renamed `to` (alias), dropped `legacy`, added `channel` with a default,
+    // narrowed the enum (with a default) and widened `amt` to double
+    let c = contract(
+        SchemaKind::Avro,
+        json!({"type": "record", "name": "Order", "fields": [
+            {"name": "id", "type": "long"},
+            {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["a", "b"], "default": "a"}},
+            {"name": "from", "type": {"type": "record", "name": "Place", "fields": [{"name": "city", "type": "string"}]}},
+            {"name": "dest", "type": "Place", "aliases": ["to"]},
+            {"name": "amt", "type": "double"},
+            {"name": "channel", "type": "string", "default": "web"}
+        ]}),
+    );
+    let resolved = strata_registry::wire::decode(&parsed, &bytes, Some(&c)).unwrap();
+    assert_eq!(
+        resolved,
+        json!({"id": 7, "kind": "a", "from": {"city": "Oslo"}, "dest": {"city": "Rome"}, "amt": 3, "channel": "web"})
+    );
+    assert!(
+        c.violations(&resolved).is_empty(),
+        "{:?}",
+        c.violations(&resolved)
+    );
+    // a truncated payload is an error, not a record
+    assert!(strata_registry::wire::decode(&parsed, &bytes[..bytes.len() - 2], None).is_err());
+}
+
+#[test]
+fn wire_values_render_as_their_columns_read_them() {
+    let writer = json!({"type": "record", "name": "T", "fields": [
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "t", "type": {"type": "int", "logicalType": "time-millis"}},
+        {"name": "d", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "x", "type": "double"}
+    ]});
+    let parsed = parse(SchemaKind::Avro, &writer.to_string(), &[]).unwrap();
+    let s = apache_avro::Schema::parse_str(&writer.to_string()).unwrap();
+    use apache_avro::types::Value as A;
+    let v = A::Record(vec![
+        ("at".into(), A::TimestampMillis(1_700_000_000_123)),
+        ("t".into(), A::TimeMillis(3_723_004)),
+        ("d".into(), A::Date(1)),
+        ("x".into(), A::Double(f64::NAN)),
+    ]);
+    let bytes = apache_avro::to_avro_datum(&s, v).unwrap();
+    let c = contract(SchemaKind::Avro, writer);
+    let j = strata_registry::wire::decode(&parsed, &bytes, Some(&c)).unwrap();
+    assert_eq!(
+        j,
+        json!({"at": "2023-11-14T22:13:20.123Z", "t": "01:02:03.004000", "d": "1970-01-02", "x": "NaN"})
+    );
+    assert!(c.violations(&j).is_empty(), "{:?}", c.violations(&j));
+}
+
+#[test]
+fn a_string_column_keeps_taking_a_nested_field() {
+    use strata_registry::contract::column_fits;
+    let list = strata_core::source_types::list_type(DataType::Utf8);
+    assert!(column_fits(&list, &list));
+    assert!(column_fits(&DataType::Utf8, &list));
+    assert!(!column_fits(&DataType::Int64, &list));
+    assert!(!column_fits(&DataType::Int64, &DataType::Float64));
+}
