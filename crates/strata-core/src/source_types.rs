@@ -469,6 +469,56 @@ mod tests {
     }
 
     #[test]
+    fn text_lands_in_binary_one_byte_per_character_below_u0100() {
+        let texts: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("ab"),
+            Some("\u{ff}\u{80}"),
+            Some("€"),
+            None,
+        ]));
+        let c = to_delta(&field("b", &texts), &texts, &DataType::Binary).unwrap();
+        let b = c
+            .array
+            .as_any()
+            .downcast_ref::<arrow::array::BinaryArray>()
+            .unwrap();
+        assert_eq!(b.value(0), b"ab");
+        assert_eq!(b.value(1), &[0xff, 0x80]);
+        assert_eq!(b.value(2), "€".as_bytes());
+        assert!(b.is_null(3));
+        assert!(c.misfits.is_empty());
+    }
+
+    #[test]
+    fn json_text_decodes_into_nested_columns_with_text_at_string_positions() {
+        let target = DataType::Struct(Fields::from(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("raw", DataType::Utf8, true),
+            Field::new("tags", list_type(DataType::Utf8), true),
+        ]));
+        let texts: ArrayRef = Arc::new(StringArray::from(vec![
+            Some(r#"{"n": 1, "raw": "x", "tags": ["a"]}"#),
+            // an object and a number where STRING is expected: their JSON text
+            Some(r#"{"n": 2, "raw": {"k": [1]}, "tags": [3]}"#),
+            // not JSON of this shape: a misfit, not a guess
+            Some(r#"{"n": "two"}"#),
+            Some("not json"),
+            None,
+        ]));
+        let c = to_delta(&field("s", &texts), &texts, &target).unwrap();
+        assert_eq!(c.misfits, vec![2, 3]);
+        let s = c.array.as_any().downcast_ref::<StructArray>().unwrap();
+        let raw = s.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(raw.value(0), "x");
+        assert_eq!(raw.value(1), r#"{"k":[1]}"#);
+        let tags = s.column(2).as_any().downcast_ref::<ListArray>().unwrap();
+        let second = tags.value(1);
+        let second = second.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(second.value(0), "3");
+        assert!(s.is_null(2) && s.is_null(3) && s.is_null(4));
+    }
+
+    #[test]
     fn scalar_types_follow_the_map() {
         assert_eq!(delta_type(&DataType::Int32), Some(DataType::Int64));
         assert_eq!(

@@ -22,12 +22,16 @@ pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 /// A JSON response with the registry's content type.
 pub struct Reply(pub StatusCode, pub Value);
 
+/// `r` with the registry's content type.
+fn registry_content(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    r
+}
+
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
-        let mut r = (self.0, self.1.to_string()).into_response();
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-        r
+        registry_content((self.0, self.1.to_string()).into_response())
     }
 }
 
@@ -176,10 +180,7 @@ async fn version_schema(
 ) -> Result<Response, RegistryError> {
     let v = VersionSpec::parse(&version)?;
     let reg = r.version(&subject, v, false).await?;
-    let mut resp = reg.schema.into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    Ok(resp)
+    Ok(registry_content(reg.schema.into_response()))
 }
 
 async fn referenced_by(
@@ -263,10 +264,7 @@ async fn raw_schema_by_id(
     Path(id): Path<String>,
 ) -> Result<Response, RegistryError> {
     let s = r.schema(id_of(&id)?).await?;
-    let mut resp = s.schema.into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    Ok(resp)
+    Ok(registry_content(s.schema.into_response()))
 }
 
 async fn id_subjects(
