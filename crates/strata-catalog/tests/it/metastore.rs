@@ -790,12 +790,13 @@ async fn schema_matches_golden_file() {
     for (kind, name, sql) in rows {
         dump.push_str(&format!("-- {kind} {name}\n{sql};\n\n"));
     }
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/golden/metastore_schema.sql");
+    let golden = crate::manifest_dir().join("tests/it/golden/metastore_schema.sql");
     if std::env::var_os("STRATA_UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
         std::fs::write(&golden, &dump).unwrap();
     }
-    let expected = std::fs::read_to_string(&golden).unwrap_or_default();
+    let expected = std::fs::read_to_string(&golden)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", golden.display()));
     assert!(
         dump == expected,
         "metastore schema differs from {}; rerun with STRATA_UPDATE_GOLDEN=1 if intended:\n{dump}",

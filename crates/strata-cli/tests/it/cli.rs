@@ -349,7 +349,7 @@ fn metastore_backup_is_a_consistent_copy() {
 /// `STRATA_UPDATE_GOLDEN=1`.
 #[test]
 fn help_text_matches_golden_files() {
-    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/golden");
+    let golden = crate::manifest_dir().join("tests/it/golden");
     for (args, file) in [
         (vec!["--help"], "help.txt"),
         (vec!["table", "--help"], "table_help.txt"),

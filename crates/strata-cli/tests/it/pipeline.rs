@@ -32,7 +32,7 @@ fn pipeline_file(tmp: &Path, name: &str, toml: &str) -> PathBuf {
 }
 
 fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/events.pipeline.toml")
+    crate::manifest_dir().join("../../examples/events.pipeline.toml")
 }
 
 /// `strata ingest SRC --into TABLE`.

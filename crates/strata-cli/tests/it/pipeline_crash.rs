@@ -85,7 +85,7 @@ fn lakehouse_in(root: &Path, name: &str) -> PathBuf {
 }
 
 fn pipeline_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/events.pipeline.toml")
+    crate::manifest_dir().join("../../examples/events.pipeline.toml")
 }
 
 fn generate(dir: &Path, out: &Path, rows: u32, files: u32, seed: u64) {

@@ -765,7 +765,7 @@ fn a_flow_reads_each_source_file_once_and_only_the_new_ones_next_time() {
         );
     };
     land("1", &data.join("a"));
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/events.pipeline.toml");
+    let example = crate::manifest_dir().join("../../examples/events.pipeline.toml");
     let run_traced = || {
         let o = std::process::Command::new(strata_bin())
             .args(["--lakehouse", dir.to_str().unwrap(), "pipeline", "run"])

@@ -3,7 +3,7 @@
 #[test]
 fn quickstart_runs() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = crate::manifest_dir().join("../..");
     let o = std::process::Command::new("bash")
         .arg(root.join("quickstart.sh"))
         .arg(tmp.path().join("lh"))

@@ -17,9 +17,7 @@ struct Case {
 }
 
 fn cases(file: &str) -> Vec<Case> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/compat")
-        .join(file);
+    let path = crate::manifest_dir().join("tests/compat").join(file);
     let all: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     all.into_iter()
         .map(|c| Case {

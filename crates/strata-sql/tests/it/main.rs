@@ -92,7 +92,7 @@ async fn run_file(path: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqllogictests() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    let dir = crate::manifest_dir().join("tests/slt");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -104,4 +104,13 @@ async fn sqllogictests() {
         println!("running {}", f.display());
         run_file(f).await;
     }
+}
+
+/// This crate's folder, from the environment `cargo test` runs the tests in: the value compiled
+/// in is where the binary was built, which a build cache shared between clones can make another
+/// clone's folder.
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::crate::manifest_dir())
 }
