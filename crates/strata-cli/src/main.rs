@@ -100,9 +100,15 @@ enum Command {
     /// (the same registry `strata serve` offers over Confluent's REST API).
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
-    /// Start Strata's HTTP server: the Confluent-compatible schema registry, /health and
-    /// /metrics (Prometheus), by default on 127.0.0.1:8081; SIGTERM or Ctrl-C stops it after
-    /// the requests in flight.
+    /// Start Strata's HTTP server: the Confluent-compatible schema registry, push ingest into
+    /// bronze tables, /health and /metrics (Prometheus), by default on 127.0.0.1:8081; SIGTERM
+    /// or Ctrl-C stops it after the requests in flight.
+    ///
+    /// Push ingest: POST /api/v1/tables/{table}/records with NDJSON (application/x-ndjson), a
+    /// JSON array (application/json) or Confluent wire-format Avro
+    /// (application/vnd.strata.confluent-avro). Each request is checked against the table's
+    /// contract and answered after the commit that holds its records; requests that arrive
+    /// while a commit runs share the next one. An Idempotency-Key header lands a retry once.
     Serve(serve::ServeArgs),
     /// Contracts: bind a registry subject to a bronze table, so every ingest checks each
     /// record against it before it reaches bronze.

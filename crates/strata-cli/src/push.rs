@@ -4,6 +4,12 @@
 //! quarantine, the `txn` and lease), with `_source_file` = `http:<request id>`. An
 //! `Idempotency-Key` names the spool file, so a retried request finds the file the ledger already
 //! landed and lands nothing again; its first answer is kept in the metastore and returned.
+//!
+//! Group commit: requests into one table that arrive while its previous commit runs wait for the
+//! next, which lands all their spool files in one run (one batch and commit while they fit one);
+//! each request is answered from its own file's counts once that commit exists. When the run
+//! fails on the records of one request (a contract in `fail` mode, a table in `fail` mode), the
+//! requests whose files it had not committed land one by one, so each gets its own answer.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -23,6 +29,268 @@ use strata_registry::store::Registry;
 pub static REQUESTS: AtomicU64 = AtomicU64::new(0);
 pub static LANDED: AtomicU64 = AtomicU64::new(0);
 pub static QUARANTINED: AtomicU64 = AtomicU64::new(0);
+pub static COMMITS: AtomicU64 = AtomicU64::new(0);
+
+/// A group takes waiting requests up to this many spool bytes (at least one request), so a group
+/// stays one batch of the ingest (whose limit is 256 MiB).
+const GROUP_BYTES: u64 = 64 * 1024 * 1024;
+/// ... and at most this many requests.
+const GROUP_REQUESTS: usize = 512;
+
+/// What a request's spool file landed.
+struct Landed {
+    run_id: String,
+    /// `None`: the ledger already had the file (a retry after the first answer was lost).
+    outcome: Option<strata_ingest::FileOutcome>,
+}
+
+/// A spooled request, as its answer names it.
+struct Pushed {
+    table_id: String,
+    table: String,
+    request_id: String,
+    key: Option<String>,
+    records: usize,
+    spool: std::path::PathBuf,
+    bytes: u64,
+}
+
+/// A request waiting for its group's commit.
+struct Waiting {
+    pushed: Pushed,
+    answer: tokio::sync::oneshot::Sender<Result<Reply, RegistryError>>,
+}
+
+/// The requests of one table waiting for a commit, and whether a task is landing groups of them.
+#[derive(Default)]
+struct Lane {
+    waiting: Vec<Waiting>,
+    leading: bool,
+}
+
+type LaneKey = (std::path::PathBuf, String);
+
+/// Lanes by (lakehouse root, table id).
+static LANES: std::sync::Mutex<Option<std::collections::HashMap<LaneKey, Lane>>> =
+    std::sync::Mutex::new(None);
+
+fn with_lane<T>(key: &LaneKey, f: impl FnOnce(&mut Lane) -> T) -> T {
+    let mut guard = LANES.lock().unwrap_or_else(|p| p.into_inner());
+    let lanes = guard.get_or_insert_with(Default::default);
+    f(lanes.entry(key.clone()).or_default())
+}
+
+/// The next group of a lane: waiting requests up to [`GROUP_REQUESTS`] and [`GROUP_BYTES`] (at
+/// least one). An empty group ends the leader's turn.
+fn next_group(lane: &mut Lane) -> Vec<Waiting> {
+    let mut taken = 0u64;
+    let n = lane
+        .waiting
+        .iter()
+        .take(GROUP_REQUESTS)
+        .take_while(|w| {
+            taken += w.pushed.bytes;
+            taken <= GROUP_BYTES
+        })
+        .count()
+        .max(1)
+        .min(lane.waiting.len());
+    let group: Vec<Waiting> = lane.waiting.drain(..n).collect();
+    if group.is_empty() {
+        lane.leading = false;
+    }
+    group
+}
+
+/// Queues a spooled request for its table's next group commit and waits for its answer. The
+/// first request of an idle table starts the table's leader, which lands groups until no request
+/// waits; it runs in its own task, so a client that hangs up stops no commit.
+async fn land_grouped(
+    lh: &Arc<Lakehouse>,
+    name: &strata_core::TableName,
+    pushed: Pushed,
+) -> Result<Reply, RegistryError> {
+    let key = (lh.root().to_path_buf(), pushed.table_id.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let lead = with_lane(&key, |lane| {
+        lane.waiting.push(Waiting { pushed, answer: tx });
+        !std::mem::replace(&mut lane.leading, true)
+    });
+    if lead {
+        let (lh, name) = (lh.clone(), name.clone());
+        tokio::spawn(async move {
+            loop {
+                let group = with_lane(&key, next_group);
+                if group.is_empty() {
+                    break;
+                }
+                land_group(&lh, &name, group).await;
+            }
+        });
+    }
+    rx.await.unwrap_or_else(|_| {
+        Err(RegistryError::internal(
+            "the group commit stopped before answering this request",
+        ))
+    })
+}
+
+/// One ingest run over exactly `files` (spool files of one folder).
+async fn land_files(
+    lh: &Lakehouse,
+    name: &strata_core::TableName,
+    files: Vec<std::path::PathBuf>,
+) -> strata_ingest::Result<(strata_ingest::IngestReport, strata_ingest::Result<()>)> {
+    let dir = files
+        .first()
+        .and_then(|f| f.parent())
+        .map(std::path::Path::to_path_buf)
+        .ok_or_else(|| strata_ingest::Error::Internal("a spool file without a folder".into()))?;
+    let source = strata_ingest::source::Source::of_files(&dir, files)?;
+    let opts = strata_ingest::IngestOptions {
+        alias_prefix: Some("http:".into()),
+        format: Some(strata_ingest::source::InputFormat::Ndjson),
+        ..Default::default()
+    };
+    strata_ingest::land_source(lh, source, name, &opts).await
+}
+
+fn ingest_error(e: &strata_ingest::Error) -> RegistryError {
+    let status = match e.class() {
+        strata_core::ErrorClass::Refused | strata_core::ErrorClass::InvalidInput => 422,
+        strata_core::ErrorClass::Conflict => 409,
+        _ => 500,
+    };
+    err(status, status as u32 * 100 + 1, e.to_string())
+}
+
+/// What the run reported for `spool`'s file.
+fn outcome_of(
+    report: &strata_ingest::IngestReport,
+    spool: &std::path::Path,
+) -> Option<strata_ingest::FileOutcome> {
+    let uri = std::fs::canonicalize(spool)
+        .ok()
+        .and_then(|p| strata_ingest::source::file_uri(&p).ok())?;
+    report.files.iter().find(|o| o.uri == uri).cloned()
+}
+
+/// One run over the group's spool files, each request answered from its file's outcome. When the
+/// records of one request stop the run, each request the run did not finish lands alone, so only
+/// the one at fault is refused.
+async fn land_group(lh: &Arc<Lakehouse>, name: &strata_core::TableName, group: Vec<Waiting>) {
+    let files: Vec<_> = group.iter().map(|w| w.pushed.spool.clone()).collect();
+    let (report, result) = match land_files(lh, name, files).await {
+        Ok(r) => r,
+        Err(e) => {
+            let e = ingest_error(&e);
+            for w in group {
+                let _ = w.answer.send(Err(e.clone()));
+            }
+            return;
+        }
+    };
+    if report.batches > 0 {
+        COMMITS.fetch_add(1, Ordering::Relaxed);
+        maybe_compact(lh, name);
+    }
+    let failed = result.err();
+    let alone = failed.as_ref().is_some_and(|e| {
+        group.len() > 1
+            && matches!(
+                e.class(),
+                strata_core::ErrorClass::Refused | strata_core::ErrorClass::InvalidInput
+            )
+    });
+    if alone {
+        tracing::info!(table = %name, requests = group.len(), "a group commit stopped on one request's records: landing its requests one by one");
+    }
+    for w in group {
+        let earlier = outcome_of(&report, &w.pushed.spool);
+        let landed = match &failed {
+            None => Ok(Landed {
+                run_id: report.run_id.clone(),
+                outcome: earlier,
+            }),
+            Some(e) if !alone => Err(ingest_error(e)),
+            Some(_) => match land_files(lh, name, vec![w.pushed.spool.clone()]).await {
+                Ok((r, Ok(()))) => {
+                    if r.batches > 0 {
+                        COMMITS.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // a file the failed run committed in part sums both runs' counts
+                    let outcome = match (earlier, outcome_of(&r, &w.pushed.spool)) {
+                        (Some(mut a), Some(b)) => {
+                            a.records += b.records;
+                            a.quarantined += b.quarantined;
+                            a.batch = b.batch;
+                            a.version = b.version;
+                            Some(a)
+                        }
+                        (a, b) => b.or(a),
+                    };
+                    Ok(Landed {
+                        run_id: r.run_id,
+                        outcome,
+                    })
+                }
+                Ok((_, Err(e))) | Err(e) => Err(ingest_error(&e)),
+            },
+        };
+        let reply = match landed {
+            Ok(landed) => answer(lh, &w.pushed, landed).await,
+            Err(e) => Err(e),
+        };
+        let _ = w.answer.send(reply);
+    }
+}
+
+/// A landed request's answer. With an Idempotency-Key it is kept before the next group starts,
+/// so a retry the next group finds already landed gets it; a request whose key already has an
+/// answer gets that one.
+async fn answer(lh: &Lakehouse, p: &Pushed, landed: Landed) -> Result<Reply, RegistryError> {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
+    let outcome = landed.outcome.unwrap_or_default();
+    LANDED.fetch_add(outcome.landed(), Ordering::Relaxed);
+    QUARANTINED.fetch_add(outcome.quarantined, Ordering::Relaxed);
+    // the batch that landed the request (its number is the commit's `txn` version)
+    let batch = (outcome.batch > 0).then_some(outcome.batch);
+    let response = json!({
+        "table": p.table,
+        "request_id": p.request_id,
+        "records": p.records,
+        "landed": outcome.landed(),
+        "quarantined": outcome.quarantined,
+        "batch": batch,
+        "version": outcome.version,
+        "run_id": landed.run_id,
+    });
+    let pool = lh.metastore().pool();
+    match &p.key {
+        Some(k) => {
+            let kept = sqlx::query(
+                "INSERT OR IGNORE INTO idempotency_keys \
+                 (table_id, key, batch_id, response, created_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&p.table_id)
+            .bind(k)
+            .bind(batch.unwrap_or(-1))
+            .bind(response.to_string())
+            .bind(chrono::Utc::now().to_rfc3339())
+            .execute(pool)
+            .await?;
+            if kept.rows_affected() == 0
+                && let Some(reply) = kept_answer(pool, &p.table_id, k).await?
+            {
+                return Ok(reply);
+            }
+        }
+        None => {
+            let _ = std::fs::remove_file(&p.spool);
+        }
+    }
+    Ok(Reply(StatusCode::OK, response))
+}
 
 /// Pushes landed per table since its last compaction.
 static SINCE_COMPACTION: std::sync::Mutex<Option<std::collections::HashMap<String, u64>>> =
@@ -181,6 +449,25 @@ async fn to_ndjson(
     }
 }
 
+/// The first answer to a request with Idempotency-Key `key`, marked `replayed`, when one is kept.
+async fn kept_answer(
+    pool: &sqlx::SqlitePool,
+    table_id: &str,
+    key: &str,
+) -> Result<Option<Reply>, RegistryError> {
+    let kept: Option<String> =
+        sqlx::query_scalar("SELECT response FROM idempotency_keys WHERE table_id = ? AND key = ?")
+            .bind(table_id)
+            .bind(key)
+            .fetch_optional(pool)
+            .await?;
+    Ok(kept.map(|r| {
+        let mut v: Value = serde_json::from_str(&r).unwrap_or(Value::Null);
+        v["replayed"] = json!(true);
+        Reply(StatusCode::OK, v)
+    }))
+}
+
 pub async fn records(
     State(lh): State<Arc<Lakehouse>>,
     Path(table): Path<String>,
@@ -204,19 +491,10 @@ pub async fn records(
         .await
         .map_err(|e| err(422, 42209, e.to_string()))?;
     let pool = lh.metastore().pool();
-    if let Some(k) = &key {
-        let kept: Option<String> = sqlx::query_scalar(
-            "SELECT response FROM idempotency_keys WHERE table_id = ? AND key = ?",
-        )
-        .bind(&info.table_id)
-        .bind(k)
-        .fetch_optional(pool)
-        .await?;
-        if let Some(r) = kept {
-            let mut v: Value = serde_json::from_str(&r).unwrap_or(Value::Null);
-            v["replayed"] = json!(true);
-            return Ok(Reply(StatusCode::OK, v));
-        }
+    if let Some(k) = &key
+        && let Some(reply) = kept_answer(pool, &info.table_id, k).await?
+    {
+        return Ok(reply);
     }
     // Avro messages are resolved to the contract's latest version before they are spooled
     let contract = Registry::new(lh.metastore())
@@ -232,9 +510,9 @@ pub async fn records(
         .map_err(|e| RegistryError::internal(format!("{}: {e}", dir.display())))?;
     let spool = dir.join(format!("{request_id}.ndjson"));
     if !spool.exists() {
-        // written whole under a temporary name, synced, then renamed: the ledger never sees a
-        // half-written spool file
-        let tmp = dir.join(format!(".{request_id}.tmp"));
+        // written whole under a name of its own, synced, then renamed: the ledger never sees a
+        // half-written spool file, and two requests with one key write the same bytes
+        let tmp = dir.join(format!(".{request_id}.{}.tmp", uuid::Uuid::new_v4()));
         let mut f = std::fs::File::create(&tmp)
             .map_err(|e| RegistryError::internal(format!("{}: {e}", tmp.display())))?;
         f.write_all(&ndjson)
@@ -242,59 +520,14 @@ pub async fn records(
             .and_then(|()| std::fs::rename(&tmp, &spool))
             .map_err(|e| RegistryError::internal(format!("{}: {e}", spool.display())))?;
     }
-    let opts = strata_ingest::IngestOptions {
-        source_alias: Some(format!("http:{request_id}")),
-        format: Some(strata_ingest::source::InputFormat::Ndjson),
-        ..Default::default()
+    let pushed = Pushed {
+        table_id: info.table_id.clone(),
+        table: info.name.to_string(),
+        request_id,
+        key,
+        records,
+        spool,
+        bytes: ndjson.len() as u64,
     };
-    let report = strata_ingest::ingest(&lh, &spool.to_string_lossy(), &name, &opts)
-        .await
-        .map_err(|e| {
-            let status = match e.class() {
-                strata_core::ErrorClass::Refused | strata_core::ErrorClass::InvalidInput => 422,
-                strata_core::ErrorClass::Conflict => 409,
-                _ => 500,
-            };
-            err(status, status as u32 * 100 + 1, e.to_string())
-        })?;
-    REQUESTS.fetch_add(1, Ordering::Relaxed);
-    if report.batches > 0 {
-        maybe_compact(&lh, &name);
-    }
-    LANDED.fetch_add(report.counts.records_landed, Ordering::Relaxed);
-    QUARANTINED.fetch_add(report.counts.records_quarantined, Ordering::Relaxed);
-    // the batch the run landed (its number is the commit's `txn` version), from the ledger
-    let batch: Option<i64> = sqlx::query_scalar(
-        "SELECT max(batch_id) FROM ingest_files WHERE table_id = ? AND run_id = ?",
-    )
-    .bind(&info.table_id)
-    .bind(&report.run_id)
-    .fetch_one(pool)
-    .await?;
-    let response = json!({
-        "table": info.name.to_string(),
-        "request_id": request_id,
-        "records": records,
-        "landed": report.counts.records_landed,
-        "quarantined": report.counts.records_quarantined,
-        "batch": batch,
-        "version": report.last_version,
-        "run_id": report.run_id,
-    });
-    if let Some(k) = &key {
-        sqlx::query(
-            "INSERT OR IGNORE INTO idempotency_keys (table_id, key, batch_id, response, created_at) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&info.table_id)
-        .bind(k)
-        .bind(batch.unwrap_or(-1))
-        .bind(response.to_string())
-        .bind(chrono::Utc::now().to_rfc3339())
-        .execute(pool)
-        .await?;
-    } else {
-        let _ = std::fs::remove_file(&spool);
-    }
-    Ok(Reply(StatusCode::OK, response))
+    land_grouped(&lh, &name, pushed).await
 }

@@ -164,6 +164,12 @@ impl Metrics {
                 "Records push ingest sent to quarantine.",
                 &crate::push::QUARANTINED,
             ),
+            (
+                "strata_push_commits_total",
+                "Group commits push ingest made: requests into one table that arrive while its \
+                 previous commit runs share the next one.",
+                &crate::push::COMMITS,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");

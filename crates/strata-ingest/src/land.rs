@@ -148,9 +148,10 @@ pub struct IngestOptions {
     /// Keep no run record for a run that landed nothing and met no changed file (`--watch`
     /// cycles).
     pub forget_empty_runs: bool,
-    /// What `_source_file` and quarantine pointers say instead of the file's URI (push ingest:
-    /// `http:<request id>`; the ledger keeps the file's URI).
-    pub source_alias: Option<String>,
+    /// `_source_file` and quarantine pointers say this prefix and the file's name without its
+    /// extension instead of the file's URI (push ingest: `http:` and the request id, the spool
+    /// file's stem); the ledger keeps the file's URI.
+    pub alias_prefix: Option<String>,
 }
 
 impl Default for IngestOptions {
@@ -175,7 +176,7 @@ impl Default for IngestOptions {
             cancel: None,
             progress: None,
             forget_empty_runs: false,
-            source_alias: None,
+            alias_prefix: None,
         }
     }
 }
@@ -194,6 +195,10 @@ fn lease_ttl_from_env() -> Duration {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct IngestReport {
     pub run_id: String,
+    /// What each file landed in the run's committed batches (push ingest answers each request
+    /// from its file's line).
+    #[serde(skip)]
+    pub files: Vec<FileOutcome>,
     pub table: String,
     pub source: String,
     pub status: String,
@@ -206,6 +211,26 @@ pub struct IngestReport {
     pub changed_files: Vec<String>,
     pub samples: Value,
     pub error: Option<String>,
+}
+
+/// What one file of a run landed, summed over the run's committed batches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileOutcome {
+    pub uri: String,
+    /// Records read from the file into committed batches: landed plus quarantined.
+    pub records: u64,
+    /// Of those, the records that went to the quarantine table.
+    pub quarantined: u64,
+    /// The last batch that landed part of the file, and that batch's commit of the target.
+    pub batch: i64,
+    pub version: Option<i64>,
+}
+
+impl FileOutcome {
+    /// Records that reached the target table.
+    pub fn landed(&self) -> u64 {
+        self.records - self.quarantined
+    }
 }
 
 /// Crash-test hook: `STRATA_FAILPOINT=<name>` aborts the process when the run reaches `name`.
@@ -230,6 +255,22 @@ pub async fn ingest(
     opts: &IngestOptions,
 ) -> Result<IngestReport> {
     let source = Source::resolve(source)?;
+    let (report, result) = land_source(lh, source, table, opts).await?;
+    match result {
+        Ok(()) => Ok(report),
+        Err(e) => Err(with_run_context(e, &report)),
+    }
+}
+
+/// Lands the files of `source` into `table` in one run: its report, and how the landing ended.
+/// Batches committed before a failure stay committed, and the report (its `files` included)
+/// says what they landed; the outer error is a failure before the run started.
+pub async fn land_source(
+    lh: &Lakehouse,
+    source: Source,
+    table: &TableName,
+    opts: &IngestOptions,
+) -> Result<(IngestReport, Result<()>)> {
     let info = ensure_table(lh, table).await?;
     let mode = match opts.mode {
         Some(m) => m,
@@ -300,6 +341,7 @@ pub async fn ingest(
         quarantine: None,
         replay: None,
         contract,
+        file_outcomes: Vec::new(),
     };
     run.counts.files_seen = run.files.len() as u64;
     let (mut run, result) = tokio::task::spawn_blocking(move || {
@@ -339,6 +381,7 @@ pub async fn ingest(
     }
     let report = IngestReport {
         run_id,
+        files: std::mem::take(&mut run.file_outcomes),
         table: table_name,
         source: source.location.clone(),
         status: status.to_string(),
@@ -351,10 +394,13 @@ pub async fn ingest(
         samples,
         error,
     };
-    match result {
-        Ok(()) => Ok(report),
-        Err(e) => Err(with_run_context(e, &report)),
-    }
+    Ok((report, result))
+}
+
+/// A file URI's last segment without its extension: `file:///x/req-1.ndjson` -> `req-1`.
+fn file_stem(uri: &str) -> &str {
+    let name = uri.rsplit('/').next().unwrap_or(uri);
+    name.split_once('.').map_or(name, |(stem, _)| stem)
 }
 
 /// A failed run's error, with what its earlier batches landed (they stay committed).
@@ -489,6 +535,8 @@ struct Run {
     replay: Option<Replay>,
     /// The table's contract (latest version of its subject), when one is bound.
     contract: Option<Arc<strata_registry::contract::Contract>>,
+    /// What each file landed in the batches committed so far.
+    file_outcomes: Vec<FileOutcome>,
 }
 
 /// What a file's reader returns next: one record of a text file, or a batch of a typed file's
@@ -1299,6 +1347,8 @@ impl Run {
         let mut quarantine = QuarantineChunk::default();
         let mut q_writer: Option<FileWriter> = None;
         let mut ranges: Vec<FileRange> = Vec::new();
+        // per file: records read into this batch, and how many of them were quarantined
+        let mut outcomes: Vec<(String, u64, u64)> = Vec::new();
         let mut batch_bytes: u64 = 0;
         let mut batch_files = 0usize;
         let mut rows_written: u64 = 0;
@@ -1338,11 +1388,11 @@ impl Run {
                 break;
             };
             batch_files += 1;
-            let shown_uri = self
-                .opts
-                .source_alias
-                .clone()
-                .unwrap_or_else(|| open.file.uri.clone());
+            let shown_uri = match &self.opts.alias_prefix {
+                Some(prefix) => format!("{prefix}{}", file_stem(&open.file.uri)),
+                None => open.file.uri.clone(),
+            };
+            let mut file_quarantined = 0u64;
             let first = open.position();
             let mut stopped = false;
             loop {
@@ -1365,12 +1415,13 @@ impl Run {
                         let reason = problems.join("; ");
                         if c.on_violation == strata_registry::contract::OnViolation::Fail {
                             return Err(Error::Refused(format!(
-                                "{} line {}: the record breaks contract {} version {}: {reason}; \
-                                 nothing of batch {batch} was committed",
-                                open.file.uri, rec.line, c.subject, c.version
+                                "{shown_uri} line {}: the record breaks contract {} version {}: \
+                                 {reason}; nothing of batch {batch} was committed",
+                                rec.line, c.subject, c.version
                             )));
                         }
                         batch_bytes += rec.len + 1;
+                        file_quarantined += 1;
                         quarantine.push_contract(
                             rec,
                             &shown_uri,
@@ -1427,7 +1478,7 @@ impl Run {
                     &new,
                     fresh && writer.is_none(),
                     writer.is_some(),
-                    (&open.file.uri, &at, batch),
+                    (&shown_uri, &at, batch),
                 )?;
                 if !admitted {
                     open.held = Some(item);
@@ -1467,6 +1518,7 @@ impl Run {
                     && self.opts.corrupt == CorruptMode::Quarantine
                 {
                     quarantine.push(&rec, &shown_uri, &self.run_id, &self.name);
+                    file_quarantined += 1;
                     corrupt += 1;
                     if quarantine.rows() >= CHUNK_ROWS {
                         q_rows += self.flush_quarantine(&mut quarantine, &mut q_writer)?;
@@ -1507,6 +1559,9 @@ impl Run {
                     open.file.uri,
                     position - first
                 )));
+            }
+            if position > first {
+                outcomes.push((open.file.uri.clone(), position - first, file_quarantined));
             }
             if position > first || complete {
                 let status = if open.duplicate {
@@ -1645,6 +1700,23 @@ impl Run {
             if !self.new_columns.contains(&c) {
                 self.new_columns.push(c);
             }
+        }
+        for (uri, records, quarantined) in outcomes {
+            let at = match self.file_outcomes.iter().position(|o| o.uri == uri) {
+                Some(i) => i,
+                None => {
+                    self.file_outcomes.push(FileOutcome {
+                        uri,
+                        ..Default::default()
+                    });
+                    self.file_outcomes.len() - 1
+                }
+            };
+            let o = &mut self.file_outcomes[at];
+            o.records += records;
+            o.quarantined += quarantined;
+            o.batch = batch;
+            o.version = version;
         }
         self.batches += 1;
         self.counts.records_landed += landed;

@@ -17,4 +17,6 @@ pub mod source;
 pub mod typed;
 
 pub use error::{Error, Result};
-pub use land::{CorruptMode, EvolutionMode, IngestOptions, IngestReport, ingest};
+pub use land::{
+    CorruptMode, EvolutionMode, FileOutcome, IngestOptions, IngestReport, ingest, land_source,
+};

@@ -135,6 +135,8 @@ pub struct Source {
     pub location: String,
     root: PathBuf,
     pattern: Option<glob::Pattern>,
+    /// Exactly these files (of `root`), when the source was given as a list.
+    only: Option<Vec<PathBuf>>,
 }
 
 impl std::fmt::Debug for Source {
@@ -208,12 +210,39 @@ impl Source {
             location,
             root,
             pattern,
+            only: None,
+        })
+    }
+
+    /// Exactly the files `files` in folder `dir` (push ingest's spool files of one group
+    /// commit): lineage names the folder.
+    pub fn of_files(dir: &Path, files: Vec<PathBuf>) -> Result<Self> {
+        let root = canonical_dir(dir, &dir.to_string_lossy())?;
+        Ok(Source {
+            store: Arc::new(LocalFileSystem::new()),
+            given: dir.to_string_lossy().to_string(),
+            location: file_uri(&root)?,
+            root,
+            pattern: None,
+            only: Some(files),
         })
     }
 
     /// The files the source names, in lexicographic URI order, without duplicates.
     pub async fn list(&self, format: Option<InputFormat>) -> Result<Vec<SourceFile>> {
         let mut out = Vec::new();
+        if let Some(files) = &self.only {
+            for f in files {
+                let canonical = std::fs::canonicalize(f)
+                    .map_err(|e| Error::NotFound(format!("{} cannot be read: {e}", f.display())))?;
+                let meta = std::fs::metadata(&canonical)
+                    .map_err(|e| Error::Io(format!("reading {}: {e}", f.display())))?;
+                out.push(self.file(f, &canonical, meta.len(), modified(&meta)?, format)?);
+            }
+            out.sort_by(|a, b| a.uri.cmp(&b.uri));
+            out.dedup_by(|a, b| a.uri == b.uri);
+            return Ok(out);
+        }
         if self.root.is_file() {
             let meta = std::fs::metadata(&self.root)
                 .map_err(|e| Error::Io(format!("reading {}: {e}", self.root.display())))?;

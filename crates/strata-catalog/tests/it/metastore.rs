@@ -1,7 +1,7 @@
 //! The SQLite metastore, on real files in temp dirs.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};

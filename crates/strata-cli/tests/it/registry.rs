@@ -1295,3 +1295,176 @@ print(json.dumps({"types": {f.name: str(f.type) for f in t.schema if f.name in (
         "{out}"
     );
 }
+
+/// Sends `bodies` at once (one thread each, released together) as NDJSON pushes into `table`;
+/// the answers in the same order.
+fn push_at_once(
+    port: u16,
+    table: &str,
+    bodies: Vec<(Option<String>, String)>,
+) -> Vec<(u16, Value)> {
+    let gate = std::sync::Arc::new(std::sync::Barrier::new(bodies.len()));
+    let path = format!("/api/v1/tables/{table}/records");
+    let threads: Vec<_> = bodies
+        .into_iter()
+        .map(|(key, body)| {
+            let (gate, path) = (gate.clone(), path.clone());
+            std::thread::spawn(move || {
+                let mut h = vec![("Content-Type", "application/x-ndjson")];
+                if let Some(k) = &key {
+                    h.push(("Idempotency-Key", k.as_str()));
+                }
+                gate.wait();
+                let (s, out) = http(port, "POST", &path, &h, Some(body.as_bytes()));
+                (s, serde_json::from_slice(&out).unwrap_or(Value::Null))
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// `n` conforming order records with ids from `first`.
+fn orders(first: i64, n: i64) -> String {
+    (first..first + n)
+        .map(|i| format!("{{\"id\": {i}, \"qty\": {}}}\n", i % 7))
+        .collect()
+}
+
+#[test]
+fn concurrent_pushes_share_commits_and_one_refused_request_leaves_the_others_landed() {
+    let (t, dir) = lakehouse();
+    let schema = t.path().join("order.avsc");
+    std::fs::write(
+        &schema,
+        json!({"type": "record", "name": "Order", "fields": [
+            {"name": "id", "type": "long"}, {"name": "qty", "type": "int"}]})
+        .to_string(),
+    )
+    .unwrap();
+    ok(
+        &dir,
+        &[
+            "registry",
+            "register",
+            "orders-value",
+            schema.to_str().unwrap(),
+        ],
+    );
+    ok(
+        &dir,
+        &[
+            "contract",
+            "bind",
+            "bronze.orders",
+            "orders-value",
+            "--on-violation",
+            "fail",
+        ],
+    );
+    let server = Server::start(&dir, &[], &[]);
+
+    // 12 requests at once: every one lands all of its records, and requests that arrived while
+    // a commit ran shared the next one (fewer commits than requests)
+    let answers = push_at_once(
+        server.port,
+        "bronze.orders",
+        (0..12).map(|i| (None, orders(i * 1000, 50))).collect(),
+    );
+    let mut versions = std::collections::BTreeSet::new();
+    for (s, r) in &answers {
+        assert_eq!(*s, 200, "{r}");
+        assert_eq!(
+            (
+                r["records"].as_u64(),
+                r["landed"].as_u64(),
+                r["quarantined"].as_u64()
+            ),
+            (Some(50), Some(50), Some(0)),
+            "{r}"
+        );
+        versions.insert(r["version"].as_i64().expect("a commit version"));
+    }
+    assert!(
+        versions.len() < 12,
+        "every request made its own commit: {versions:?}"
+    );
+    // each answer's commit holds its request's records
+    for (_, r) in &answers {
+        let rows = crate::query(
+            &dir,
+            &format!(
+                "SELECT count(*) AS n FROM bronze.orders VERSION AS OF {} WHERE _source_file = 'http:{}'",
+                r["version"],
+                r["request_id"].as_str().unwrap()
+            ),
+        );
+        assert_eq!(rows[0]["n"], 50, "{r}");
+    }
+
+    // 8 at once, one with a record that breaks the contract: that one is refused naming the
+    // record, nothing of it lands, and the other 7 land whatever group they shared
+    let mut bodies: Vec<(Option<String>, String)> = (0..8)
+        .map(|i| (None, orders(100_000 + i * 1000, 20)))
+        .collect();
+    bodies[3].1 = format!(
+        "{}{{\"id\": 103999, \"qty\": \"many\"}}\n",
+        orders(103_000, 5)
+    );
+    let answers = push_at_once(server.port, "bronze.orders", bodies);
+    for (i, (s, r)) in answers.iter().enumerate() {
+        if i == 3 {
+            assert_eq!(*s, 422, "{r}");
+            let m = r["message"].as_str().unwrap();
+            assert!(m.contains("line 6") && m.contains("qty"), "{m}");
+        } else {
+            assert_eq!((*s, r["landed"].as_u64()), (200, Some(20)), "{r}");
+        }
+    }
+    let n = |sql: &str| crate::query(&dir, sql)[0]["n"].as_i64().unwrap();
+    assert_eq!(
+        n("SELECT count(*) AS n FROM bronze.orders WHERE id BETWEEN 103000 AND 103999"),
+        0
+    );
+    assert_eq!(
+        n("SELECT count(*) AS n FROM bronze.orders WHERE id >= 100000"),
+        7 * 20
+    );
+
+    // the same Idempotency-Key sent 4 times at once lands once; every answer is the first
+    let body = orders(200_000, 10);
+    let answers = push_at_once(
+        server.port,
+        "bronze.orders",
+        (0..4)
+            .map(|_| (Some("k-1".to_string()), body.clone()))
+            .collect(),
+    );
+    for (s, r) in &answers {
+        assert_eq!(*s, 200, "{r}");
+        assert_eq!(r["request_id"], answers[0].1["request_id"], "{r}");
+        assert_eq!(
+            (r["landed"].as_u64(), r["batch"].as_i64()),
+            (Some(10), answers[0].1["batch"].as_i64()),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        n("SELECT count(*) AS n FROM bronze.orders WHERE id >= 200000"),
+        10
+    );
+    assert_eq!(
+        n("SELECT count(*) AS n FROM bronze.orders"),
+        12 * 50 + 7 * 20 + 10
+    );
+    // /metrics counts the group commits
+    let (_, m) = http(server.port, "GET", "/metrics", &[], None);
+    let m = String::from_utf8_lossy(&m).to_string();
+    let commits: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("strata_push_commits_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{m}"));
+    // at most 11 for the first 12, 7 for the next (the refused one commits nothing), 1 for the key
+    assert!((3..20).contains(&commits), "{commits}");
+    assert!(server.stop().success());
+}

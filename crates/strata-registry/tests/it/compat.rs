@@ -1,8 +1,6 @@
 //! The compatibility table: cases taken from Apache Avro's, Confluent's and Karapace's own test
 //! suites (each case names its source file and test), run through Strata's checks.
 
-use std::path::Path;
-
 use serde_json::Value;
 use strata_registry::compat::{Level, check};
 use strata_registry::schema::{Parsed, SchemaKind, parse};
