@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -35,7 +36,13 @@ pub struct Lakehouse {
     root: PathBuf,
     config: Config,
     metastore: Metastore,
+    /// Delta snapshots kept between opens, by table id and location, once
+    /// [`Lakehouse::keep_snapshots`] has turned keeping on.
+    snapshots: Option<Arc<Mutex<KeptSnapshots>>>,
 }
+
+/// Delta snapshots by (table id, location).
+type KeptSnapshots = HashMap<(String, String), DeltaTable>;
 
 /// What `create_table` needs.
 #[derive(Debug, Clone, Default)]
@@ -125,6 +132,7 @@ impl Lakehouse {
             root,
             config,
             metastore,
+            snapshots: None,
         })
     }
 
@@ -152,6 +160,7 @@ impl Lakehouse {
             root,
             config,
             metastore,
+            snapshots: None,
         })
     }
 
@@ -476,7 +485,40 @@ impl Lakehouse {
     /// Opens the latest version of a table's Delta log.
     pub async fn open_delta(&self, info: &TableInfo) -> Result<DeltaTable> {
         let url = Self::location_of(info)?;
-        Ok(strata_table::open_table(&url, &info.name.to_string()).await?)
+        let name = info.name.to_string();
+        let Some(kept) = &self.snapshots else {
+            return Ok(strata_table::open_table(&url, &name).await?);
+        };
+        let key = (info.table_id.clone(), url.to_string());
+        let last = kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        let table = match last {
+            // only the commits since the kept version are read
+            Some(mut table) => match table.update_incremental(None).await {
+                Ok(()) => table,
+                Err(e) => {
+                    tracing::debug!(table = %name, error = %e, "a kept snapshot did not update; reading the log again");
+                    strata_table::open_table(&url, &name).await?
+                }
+            },
+            None => strata_table::open_table(&url, &name).await?,
+        };
+        kept.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, table.clone());
+        Ok(table)
+    }
+
+    /// Keeps each table's Delta snapshot once opened, so the next [`Lakehouse::open_delta`] of
+    /// the table reads only the commits made since instead of the log from its last checkpoint
+    /// (`strata serve` opens the tables it writes for every request). Shared by this handle's
+    /// clones. A table dropped and created again has a new id, so never meets an old snapshot.
+    pub fn keep_snapshots(mut self) -> Self {
+        self.snapshots = Some(Arc::default());
+        self
     }
 
     /// Opens a table at a version.

@@ -1468,3 +1468,57 @@ fn concurrent_pushes_share_commits_and_one_refused_request_leaves_the_others_lan
     assert!((3..20).contains(&commits), "{commits}");
     assert!(server.stop().success());
 }
+
+#[test]
+fn serve_sees_what_other_processes_commit_between_pushes() {
+    let (t, dir) = lakehouse();
+    let server = Server::start(&dir, &[], &[]);
+    let push = |body: &str| {
+        let (s, out) = http(
+            server.port,
+            "POST",
+            "/api/v1/tables/bronze.mixed/records",
+            &[("Content-Type", "application/x-ndjson")],
+            Some(body.as_bytes()),
+        );
+        let v: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+        assert_eq!(s, 200, "{v}");
+        v
+    };
+    let first = push("{\"id\": 1}\n");
+    // without a contract every column is STRING; another process lands a file with a new column between two pushes
+    ingest_lines(
+        &dir,
+        &t.path().join("data"),
+        "a.ndjson",
+        &[r#"{"id": 2, "extra": "x"}"#],
+        "bronze.mixed",
+    );
+    let third = push("{\"id\": 3, \"extra\": \"y\"}\n");
+    assert_eq!(third["landed"], 1, "{third}");
+    assert!(
+        third["version"].as_i64() > first["version"].as_i64().map(|v| v + 1),
+        "the push after the file ingest must commit after it: {first} {third}"
+    );
+    assert!(
+        third["batch"].as_i64() > first["batch"].as_i64().map(|b| b + 1),
+        "{third}"
+    );
+    assert_eq!(
+        crate::query(&dir, "SELECT id, extra FROM bronze.mixed ORDER BY id"),
+        vec![
+            json!({"id": "1"}),
+            json!({"id": "2", "extra": "x"}),
+            json!({"id": "3", "extra": "y"})
+        ]
+    );
+    // dropped by another process and created again by the next push: only the new rows
+    ok(&dir, &["table", "drop", "bronze.mixed"]);
+    let again = push("{\"id\": 10}\n");
+    assert_eq!(again["landed"], 1, "{again}");
+    assert_eq!(
+        crate::query(&dir, "SELECT id FROM bronze.mixed ORDER BY id"),
+        vec![json!({"id": "10"})]
+    );
+    assert!(server.stop().success());
+}
