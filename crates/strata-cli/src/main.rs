@@ -181,9 +181,12 @@ pub fn usage_error(message: impl Into<String>) -> CliError {
     }
 }
 
+/// The lakehouse a command works on. It keeps the Delta snapshots it opens: a command that
+/// opens a table again (each statement of a SQL script, each batch of an ingest, each flow of a
+/// pipeline) reads only the commits made since.
 async fn open(cli_dir: &Option<PathBuf>) -> CliResult<Lakehouse> {
     let dir = Lakehouse::discover(cli_dir.as_deref())?;
-    Ok(Lakehouse::open(&dir).await?)
+    Ok(Lakehouse::open(&dir).await?.keep_snapshots())
 }
 
 async fn run(cli: Cli) -> CliResult<ExitCode> {

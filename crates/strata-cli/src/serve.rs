@@ -373,8 +373,6 @@ pub fn app(lh: Arc<Lakehouse>, token: Option<&str>, max_body: usize) -> Router {
 }
 
 pub async fn run(lh: Lakehouse, args: ServeArgs) -> CliResult<ExitCode> {
-    // every push opens its table: keep the snapshots, so an open reads only the new commits
-    let lh = lh.keep_snapshots();
     let cfg = lh.config().server.clone();
     let host = args.host.unwrap_or(cfg.host);
     let port = args.port.unwrap_or(cfg.port);
