@@ -124,7 +124,14 @@ async fn land_grouped(
                 if group.is_empty() {
                     break;
                 }
-                land_group(&lh, &name, group).await;
+                // a group in a task of its own: should it panic, its requests get an error (their
+                // senders are dropped) and the lane goes on with the next group
+                let (lh, group_name) = (lh.clone(), name.clone());
+                if let Err(e) =
+                    tokio::spawn(async move { land_group(&lh, &group_name, group).await }).await
+                {
+                    tracing::error!(table = %name, error = %e, "a group commit failed");
+                }
             }
         });
     }
@@ -176,27 +183,47 @@ fn outcome_of(
 }
 
 /// One run over the group's spool files, each request answered from its file's outcome. When the
-/// records of one request stop the run, each request the run did not finish lands alone, so only
-/// the one at fault is refused.
+/// run fails, a request whose file a committed batch finished is answered from it; when the
+/// records of one request stopped the run, each other request lands alone, so only the one at
+/// fault is refused; any other failure answers the unfinished requests with it.
 async fn land_group(lh: &Arc<Lakehouse>, name: &strata_core::TableName, group: Vec<Waiting>) {
+    let fail_all = |group: Vec<Waiting>, e: RegistryError| {
+        for w in group {
+            let _ = w.answer.send(Err(e.clone()));
+        }
+    };
+    // the lane is the table id the requests resolved: a table renamed, dropped or replaced
+    // while they waited is not theirs any more
+    match lh.metastore().get_table(name).await {
+        Ok(Some(info)) if info.table_id == group[0].pushed.table_id => {}
+        Ok(_) => {
+            return fail_all(
+                group,
+                err(
+                    409,
+                    40901,
+                    format!(
+                        "table {name} was renamed, dropped or replaced while the request waited; \
+                         nothing of it landed: send it again"
+                    ),
+                ),
+            );
+        }
+        Err(e) => return fail_all(group, RegistryError::internal(e.to_string())),
+    }
     let files: Vec<_> = group.iter().map(|w| w.pushed.spool.clone()).collect();
     let (report, result) = match land_files(lh, name, files).await {
         Ok(r) => r,
-        Err(e) => {
-            let e = ingest_error(&e);
-            for w in group {
-                let _ = w.answer.send(Err(e.clone()));
-            }
-            return;
-        }
+        Err(e) => return fail_all(group, ingest_error(&e)),
     };
     if report.batches > 0 {
         COMMITS.fetch_add(1, Ordering::Relaxed);
         maybe_compact(lh, name);
     }
+    let several = group.len() > 1;
     let failed = result.err();
     let alone = failed.as_ref().is_some_and(|e| {
-        group.len() > 1
+        several
             && matches!(
                 e.class(),
                 strata_core::ErrorClass::Refused | strata_core::ErrorClass::InvalidInput
@@ -207,35 +234,18 @@ async fn land_group(lh: &Arc<Lakehouse>, name: &strata_core::TableName, group: V
     }
     for w in group {
         let earlier = outcome_of(&report, &w.pushed.spool);
+        let finished = earlier.as_ref().is_some_and(|o| o.complete);
         let landed = match &failed {
             None => Ok(Landed {
                 run_id: report.run_id.clone(),
                 outcome: earlier,
             }),
+            Some(_) if several && finished => Ok(Landed {
+                run_id: report.run_id.clone(),
+                outcome: earlier,
+            }),
             Some(e) if !alone => Err(ingest_error(e)),
-            Some(_) => match land_files(lh, name, vec![w.pushed.spool.clone()]).await {
-                Ok((r, Ok(()))) => {
-                    if r.batches > 0 {
-                        COMMITS.fetch_add(1, Ordering::Relaxed);
-                    }
-                    // a file the failed run committed in part sums both runs' counts
-                    let outcome = match (earlier, outcome_of(&r, &w.pushed.spool)) {
-                        (Some(mut a), Some(b)) => {
-                            a.records += b.records;
-                            a.quarantined += b.quarantined;
-                            a.batch = b.batch;
-                            a.version = b.version;
-                            Some(a)
-                        }
-                        (a, b) => b.or(a),
-                    };
-                    Ok(Landed {
-                        run_id: r.run_id,
-                        outcome,
-                    })
-                }
-                Ok((_, Err(e))) | Err(e) => Err(ingest_error(&e)),
-            },
+            Some(_) => land_alone(lh, name, &w.pushed.spool, earlier, &report.run_id).await,
         };
         let reply = match landed {
             Ok(landed) => answer(lh, &w.pushed, landed).await,
@@ -243,6 +253,38 @@ async fn land_group(lh: &Arc<Lakehouse>, name: &strata_core::TableName, group: V
         };
         let _ = w.answer.send(reply);
     }
+}
+
+/// Lands one request's spool file in a run of its own, after its group's run failed; `earlier` is
+/// what that run committed of it, which the answer adds in.
+async fn land_alone(
+    lh: &Arc<Lakehouse>,
+    name: &strata_core::TableName,
+    spool: &std::path::Path,
+    earlier: Option<strata_ingest::FileOutcome>,
+    group_run: &str,
+) -> Result<Landed, RegistryError> {
+    let (r, result) = land_files(lh, name, vec![spool.to_path_buf()])
+        .await
+        .map_err(|e| ingest_error(&e))?;
+    if r.batches > 0 {
+        COMMITS.fetch_add(1, Ordering::Relaxed);
+        maybe_compact(lh, name);
+    }
+    result.map_err(|e| ingest_error(&e))?;
+    let (outcome, run_id) = match (earlier, outcome_of(&r, spool)) {
+        (Some(mut a), Some(b)) => {
+            a.records += b.records;
+            a.quarantined += b.quarantined;
+            a.batch = b.batch;
+            a.version = b.version;
+            a.complete = b.complete;
+            (Some(a), r.run_id)
+        }
+        (Some(a), None) => (Some(a), group_run.to_string()),
+        (None, b) => (b, r.run_id),
+    };
+    Ok(Landed { run_id, outcome })
 }
 
 /// A landed request's answer. With an Idempotency-Key it is kept before the next group starts,
@@ -331,6 +373,53 @@ fn maybe_compact(lh: &Arc<Lakehouse>, name: &strata_core::TableName) {
             }
         });
     }
+}
+
+/// Under a contract in `fail` mode a request with a record that breaks it is refused whole
+/// before it is spooled, naming each such record (landing checks again): it never joins a group
+/// whose batches could commit part of it. Lines that are not JSON objects are left to landing,
+/// which quarantines them (stage `ingest`).
+fn refuse_violations(
+    c: &strata_registry::contract::Contract,
+    ndjson: &[u8],
+) -> Result<(), RegistryError> {
+    const SHOWN: usize = 20;
+    let mut found = Vec::new();
+    let mut count = 0usize;
+    for (i, line) in ndjson.split(|b| *b == b'\n').enumerate() {
+        let Ok(doc) = serde_json::from_slice::<Value>(line) else {
+            continue;
+        };
+        if !doc.is_object() {
+            continue;
+        }
+        let problems = c.violations(&doc);
+        if !problems.is_empty() {
+            count += 1;
+            if found.len() < SHOWN {
+                found.push(format!("line {}: {}", i + 1, problems.join("; ")));
+            }
+        }
+    }
+    if count == 0 {
+        return Ok(());
+    }
+    let more = if count > SHOWN {
+        format!(" (and {} more record(s))", count - SHOWN)
+    } else {
+        String::new()
+    };
+    Err(err(
+        422,
+        42201,
+        format!(
+            "{count} record(s) break contract {} version {}, whose violations fail the request, so \
+             nothing of it was landed: {}{more}",
+            c.subject,
+            c.version,
+            found.join(" | ")
+        ),
+    ))
 }
 
 fn err(status: u16, code: u32, message: impl Into<String>) -> RegistryError {
@@ -501,6 +590,11 @@ pub async fn records(
         .contract(&info.table_id)
         .await?;
     let (ndjson, records) = to_ndjson(&lh, &content_type, &body, contract.as_ref()).await?;
+    if let Some(c) = &contract
+        && c.on_violation == strata_registry::contract::OnViolation::Fail
+    {
+        refuse_violations(c, &ndjson)?;
+    }
     let request_id = match &key {
         Some(k) => format!("key-{}", &hex::encode(Sha256::digest(k.as_bytes()))[..32]),
         None => format!("req-{}", uuid::Uuid::new_v4()),
@@ -510,15 +604,21 @@ pub async fn records(
         .map_err(|e| RegistryError::internal(format!("{}: {e}", dir.display())))?;
     let spool = dir.join(format!("{request_id}.ndjson"));
     if !spool.exists() {
-        // written whole under a name of its own, synced, then renamed: the ledger never sees a
-        // half-written spool file, and two requests with one key write the same bytes
+        // written whole under a name of its own, synced, then linked to its name unless a request
+        // with the same key got there first: the ledger never sees a half-written spool file,
+        // and a spool file never changes once it has its name
         let tmp = dir.join(format!(".{request_id}.{}.tmp", uuid::Uuid::new_v4()));
         let mut f = std::fs::File::create(&tmp)
             .map_err(|e| RegistryError::internal(format!("{}: {e}", tmp.display())))?;
-        f.write_all(&ndjson)
+        let published = f
+            .write_all(&ndjson)
             .and_then(|()| f.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &spool))
-            .map_err(|e| RegistryError::internal(format!("{}: {e}", spool.display())))?;
+            .and_then(|()| match std::fs::hard_link(&tmp, &spool) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                other => other,
+            });
+        let _ = std::fs::remove_file(&tmp);
+        published.map_err(|e| RegistryError::internal(format!("{}: {e}", spool.display())))?;
     }
     let pushed = Pushed {
         table_id: info.table_id.clone(),

@@ -224,12 +224,14 @@ pub struct FileOutcome {
     /// The last batch that landed part of the file, and that batch's commit of the target.
     pub batch: i64,
     pub version: Option<i64>,
+    /// The file ended in a committed batch: all of it is landed.
+    pub complete: bool,
 }
 
 impl FileOutcome {
     /// Records that reached the target table.
     pub fn landed(&self) -> u64 {
-        self.records - self.quarantined
+        self.records.saturating_sub(self.quarantined)
     }
 }
 
@@ -1347,8 +1349,9 @@ impl Run {
         let mut quarantine = QuarantineChunk::default();
         let mut q_writer: Option<FileWriter> = None;
         let mut ranges: Vec<FileRange> = Vec::new();
-        // per file: records read into this batch, and how many of them were quarantined
-        let mut outcomes: Vec<(String, u64, u64)> = Vec::new();
+        // per file: records read into this batch, how many of them were quarantined, and whether
+        // the file ends in it
+        let mut outcomes: Vec<(String, u64, u64, bool)> = Vec::new();
         let mut batch_bytes: u64 = 0;
         let mut batch_files = 0usize;
         let mut rows_written: u64 = 0;
@@ -1560,10 +1563,13 @@ impl Run {
                     position - first
                 )));
             }
-            if position > first {
-                outcomes.push((open.file.uri.clone(), position - first, file_quarantined));
-            }
             if position > first || complete {
+                outcomes.push((
+                    open.file.uri.clone(),
+                    position - first,
+                    file_quarantined,
+                    complete,
+                ));
                 let status = if open.duplicate {
                     "duplicate_content"
                 } else {
@@ -1701,7 +1707,7 @@ impl Run {
                 self.new_columns.push(c);
             }
         }
-        for (uri, records, quarantined) in outcomes {
+        for (uri, records, quarantined, complete) in outcomes {
             let at = match self.file_outcomes.iter().position(|o| o.uri == uri) {
                 Some(i) => i,
                 None => {
@@ -1717,6 +1723,7 @@ impl Run {
             o.quarantined += quarantined;
             o.batch = batch;
             o.version = version;
+            o.complete = complete;
         }
         self.batches += 1;
         self.counts.records_landed += landed;
