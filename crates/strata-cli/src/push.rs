@@ -6,10 +6,11 @@
 //! landed and lands nothing again; its first answer is kept in the metastore and returned.
 //!
 //! Group commit: requests into one table that arrive while its previous commit runs wait for the
-//! next, which lands all their spool files in one run (one batch and commit while they fit one);
-//! each request is answered from its own file's counts once that commit exists. When the run
-//! fails on the records of one request (a contract in `fail` mode, a table in `fail` mode), the
-//! requests whose files it had not committed land one by one, so each gets its own answer.
+//! next, which lands all their spool files in one run (one batch and commit unless a new field
+//! widens the table inside it); each request is answered from its own file's counts once that
+//! commit exists. A request that breaks a `fail`-mode contract is refused before it joins a
+//! group; when a run still fails on one request's records (a table in `fail` evolution mode), the
+//! requests whose files it had not finished land one by one, so each gets its own answer.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -31,8 +32,8 @@ pub static LANDED: AtomicU64 = AtomicU64::new(0);
 pub static QUARANTINED: AtomicU64 = AtomicU64::new(0);
 pub static COMMITS: AtomicU64 = AtomicU64::new(0);
 
-/// A group takes waiting requests up to this many spool bytes (at least one request), so a group
-/// stays one batch of the ingest (whose limit is 256 MiB).
+/// A group takes waiting requests up to this many spool bytes (at least one request), far below
+/// the ingest's batch limit of 256 MiB.
 const GROUP_BYTES: u64 = 64 * 1024 * 1024;
 /// ... and at most this many requests.
 const GROUP_REQUESTS: usize = 512;
@@ -236,16 +237,13 @@ async fn land_group(lh: &Arc<Lakehouse>, name: &strata_core::TableName, group: V
         let earlier = outcome_of(&report, &w.pushed.spool);
         let finished = earlier.as_ref().is_some_and(|o| o.complete);
         let landed = match &failed {
-            None => Ok(Landed {
-                run_id: report.run_id.clone(),
-                outcome: earlier,
-            }),
-            Some(_) if several && finished => Ok(Landed {
+            // its records are in the table whatever else failed
+            _ if failed.is_none() || (several && finished) => Ok(Landed {
                 run_id: report.run_id.clone(),
                 outcome: earlier,
             }),
             Some(e) if !alone => Err(ingest_error(e)),
-            Some(_) => land_alone(lh, name, &w.pushed.spool, earlier, &report.run_id).await,
+            _ => land_alone(lh, name, &w.pushed.spool, earlier, &report.run_id).await,
         };
         let reply = match landed {
             Ok(landed) => answer(lh, &w.pushed, landed).await,
@@ -334,12 +332,12 @@ async fn answer(lh: &Lakehouse, p: &Pushed, landed: Landed) -> Result<Reply, Reg
     Ok(Reply(StatusCode::OK, response))
 }
 
-/// Pushes landed per table since its last compaction.
+/// Push commits (a group's, or a request's landed alone) per table since its last compaction.
 static SINCE_COMPACTION: std::sync::Mutex<Option<std::collections::HashMap<String, u64>>> =
     std::sync::Mutex::new(None);
 
 /// `STRATA_SERVE_COMPACT_EVERY` (default 20, as `ingest --watch`'s `--compact-every`): after this
-/// many pushes into a table, serve compacts its small files (an optimize commit with
+/// many push commits into a table, serve compacts its small files (an optimize commit with
 /// dataChange=false), in the background.
 fn compact_every() -> u64 {
     std::env::var("STRATA_SERVE_COMPACT_EVERY")

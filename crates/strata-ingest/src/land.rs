@@ -14,7 +14,7 @@
 //! blocking thread; async calls (metastore, object store, commits) are driven from it with the
 //! runtime handle.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, Read};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -343,7 +343,7 @@ pub async fn land_source(
         quarantine: None,
         replay: None,
         contract,
-        file_outcomes: Vec::new(),
+        file_outcomes: HashMap::new(),
     };
     run.counts.files_seen = run.files.len() as u64;
     let (mut run, result) = tokio::task::spawn_blocking(move || {
@@ -383,7 +383,9 @@ pub async fn land_source(
     }
     let report = IngestReport {
         run_id,
-        files: std::mem::take(&mut run.file_outcomes),
+        files: std::mem::take(&mut run.file_outcomes)
+            .into_values()
+            .collect(),
         table: table_name,
         source: source.location.clone(),
         status: status.to_string(),
@@ -524,7 +526,7 @@ struct Run {
     seen_in_run: HashSet<String>,
     /// Content hashes of the files this run opened (a duplicate within one batch is not in
     /// the ledger yet).
-    run_hashes: std::collections::HashMap<String, String>,
+    run_hashes: HashMap<String, String>,
     counts: RunCounts,
     first_version: Option<i64>,
     last_version: Option<i64>,
@@ -537,8 +539,8 @@ struct Run {
     replay: Option<Replay>,
     /// The table's contract (latest version of its subject), when one is bound.
     contract: Option<Arc<strata_registry::contract::Contract>>,
-    /// What each file landed in the batches committed so far.
-    file_outcomes: Vec<FileOutcome>,
+    /// What each file landed in the batches committed so far, by URI.
+    file_outcomes: HashMap<String, FileOutcome>,
 }
 
 /// What a file's reader returns next: one record of a text file, or a batch of a typed file's
@@ -1708,17 +1710,13 @@ impl Run {
             }
         }
         for (uri, records, quarantined, complete) in outcomes {
-            let at = match self.file_outcomes.iter().position(|o| o.uri == uri) {
-                Some(i) => i,
-                None => {
-                    self.file_outcomes.push(FileOutcome {
-                        uri,
-                        ..Default::default()
-                    });
-                    self.file_outcomes.len() - 1
-                }
-            };
-            let o = &mut self.file_outcomes[at];
+            let o = self
+                .file_outcomes
+                .entry(uri.clone())
+                .or_insert_with(|| FileOutcome {
+                    uri,
+                    ..Default::default()
+                });
             o.records += records;
             o.quarantined += quarantined;
             o.batch = batch;
